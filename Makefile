@@ -1,0 +1,40 @@
+# wg-tuner: the two set-up commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: deps venv demo test lint typecheck pytest bench clean
+
+deps:
+	@scripts/install-deps.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: deps venv
+	@scripts/demo.sh
+
+lint: venv
+	$(VENV)/bin/ruff check tuner tests bench
+	$(VENV)/bin/ruff format --check tuner tests bench
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+pytest: deps venv
+	$(PY) -m pytest
+
+test: lint typecheck pytest
+
+bench: deps venv
+	$(PY) bench/run.py --out docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,95 @@
+"""Shared fixtures. Privileged and lab tests never skip: a missing prerequisite fails."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+WG_TUNER = str(Path(sys.executable).parent / "wg-tuner")
+TOOLS = ("ip", "nft", "wg", "wireguard-go", "iperf3", "sysctl", "setpriv")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "privileged" in parts:
+            item.add_marker(pytest.mark.privileged)
+        if "lab" in parts:
+            item.add_marker(pytest.mark.lab)
+
+
+def require_privileges() -> None:
+    """Fail (not skip) when the machine cannot run privileged tests: `make test` installs all."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("not root")
+    problems += [f"{t} missing" for t in TOOLS if shutil.which(t) is None]
+    if not Path("/dev/net/tun").exists():
+        problems.append("/dev/net/tun missing")
+    if problems:
+        pytest.fail("privileged test prerequisites: " + ", ".join(problems) + " (run make test)")
+
+
+def unique(prefix: str = "t") -> str:
+    return prefix + secrets.token_hex(3)
+
+
+def cli(
+    args: Sequence[str],
+    *,
+    netns: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    argv = [WG_TUNER, *args]
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    full_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, env=full_env, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{argv} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A throwaway namespace holding one veth pair (v0 <-> v1), removed afterwards."""
+    require_privileges()
+    name = unique("wgtt-")
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(
+            ["ip", "-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+            check=True,
+        )
+        for dev in ("lo", "v0", "v1"):
+            subprocess.run(["ip", "-n", name, "link", "set", dev, "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One real lab (wireguard-go in namespaces) for the lab tests, removed at the end."""
+    require_privileges()
+    from tuner.lab.lab import Lab
+
+    state = tmp_path_factory.mktemp("labstate")
+    instance = Lab(unique("t"), state)
+    instance.up()
+    try:
+        yield instance
+    finally:
+        instance.down()

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fakehost import FIXTURES, build_tree
+from tuner.model.snapshot import CpuSoftnet
+from tuner.observe import procfs
+from tuner.observe.knobs import read_knobs, read_queue_masks
+from tuner.observe.paths import HostPaths
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> HostPaths:
+    return HostPaths.under(build_tree(tmp_path))
+
+
+def test_snmp_tables_parse_by_name() -> None:
+    snmp = procfs.parse_header_pairs((FIXTURES / "snmp.txt").read_text())
+    assert snmp["Udp"]["RcvbufErrors"] == 15
+    assert snmp["Udp"]["SndbufErrors"] == 2
+    assert snmp["Ip"]["FragFails"] == 7
+    assert snmp["Icmp"]["OutDestUnreachs"] == 4
+    assert snmp["Tcp"]["MaxConn"] == -1
+
+
+def test_netstat_tcpext() -> None:
+    netstat = procfs.parse_header_pairs((FIXTURES / "netstat.txt").read_text())
+    assert netstat["TcpExt"]["TCPLostRetransmit"] == 9
+    assert netstat["TcpExt"]["TCPMTUPFail"] == 1
+
+
+def test_softnet_hex_and_cpu_column() -> None:
+    rows = procfs.parse_softnet((FIXTURES / "softnet_stat.txt").read_text())
+    assert rows == (
+        CpuSoftnet(cpu=0, processed=0xA1B2, dropped=0, time_squeeze=3),
+        CpuSoftnet(cpu=1, processed=0x10, dropped=5, time_squeeze=0),
+    )
+
+
+def test_stat_per_core_softirq() -> None:
+    cpus = procfs.parse_stat((FIXTURES / "stat.txt").read_text())
+    assert [c.cpu for c in cpus] == [0, 1]
+    assert cpus[1].softirq == 100
+    assert cpus[1].total == 200 + 150 + 1000 + 5 + 100
+
+
+def test_interrupts_match_device_queues_only() -> None:
+    rows = procfs.parse_interrupts((FIXTURES / "interrupts.txt").read_text(), ["eth0"])
+    assert [(irq, name) for irq, name, _ in rows] == [(24, "eth0-TxRx-0"), (25, "eth0-TxRx-1")]
+    assert rows[0][2] == (1000, 10)
+
+
+def test_readers_on_a_temporary_tree(paths: HostPaths) -> None:
+    assert procfs.read_snmp(paths)["Udp"]["InErrors"] == 17
+    irqs = procfs.read_interrupts(paths, ["eth0"])
+    assert [(i.irq, i.affinity_list) for i in irqs] == [(24, "0"), (25, "1")]
+    conntrack = procfs.read_conntrack(paths)
+    assert conntrack is not None
+    assert (conntrack.count, conntrack.max) == (120, 1000)
+
+
+def test_missing_files_are_empty_not_errors(tmp_path: Path) -> None:
+    empty = HostPaths.under(tmp_path)
+    assert procfs.read_snmp(empty) == {}
+    assert procfs.read_softnet(empty) == ()
+    assert procfs.read_conntrack(empty) is None
+    assert procfs.read_sysctl(empty, "net.core.rmem_max") is None
+
+
+def test_sysctl_whitespace_normalised(paths: HostPaths) -> None:
+    assert procfs.read_sysctl(paths, "net.ipv4.tcp_rmem") == "4096 131072 6291456"
+
+
+def test_queue_masks_normalised(paths: HostPaths) -> None:
+    rps, xps = read_queue_masks(paths, ["eth0", "missing0"])
+    assert rps == {"eth0/rx-0": "0-1", "eth0/rx-1": ""}
+    assert xps == {"eth0/tx-0": "1"}
+
+
+def test_knobs_report_absent_sysctls_as_none(paths: HostPaths) -> None:
+    knobs, notes = read_knobs(paths, ["eth0"], nft=None)
+    assert knobs.sysctls["net.core.rmem_max"] == "212992"
+    assert knobs.sysctls["net.core.netdev_max_backlog"] is None
+    assert knobs.nft_table is None
+    assert notes == ()

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.fakeuapi import PRIVATE_HEX, PSK_HEX, daemon, make_reply, peer_key_hex
+from tuner.adapters.uapi import (
+    UapiClient,
+    UapiErrno,
+    UapiTimeout,
+    b64_to_hex,
+    encode_set,
+    hex_to_b64,
+    parse_get,
+)
+from tuner.adapters.x25519 import public_from_private
+from tuner.errors import ProtocolError
+
+SECRETS = (
+    PRIVATE_HEX,
+    PSK_HEX,
+    base64.b64encode(bytes.fromhex(PRIVATE_HEX)).decode(),
+    base64.b64encode(bytes.fromhex(PSK_HEX)).decode(),
+)
+
+
+def test_rfc7748_vector() -> None:
+    # RFC 7748 section 6.1, Alice's key pair.
+    private = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+    public = "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+    assert public_from_private(private).hex() == public
+
+
+def test_parse_reply_fields_and_secrets_dropped() -> None:
+    device = parse_get("wg0", make_reply(3).decode())
+    assert device.listen_port == 51820
+    assert device.public_key == base64.b64encode(
+        public_from_private(bytes.fromhex(PRIVATE_HEX))
+    ).decode()
+    assert len(device.peers) == 3
+    peer = device.peers[1]
+    assert peer.public_key == hex_to_b64(peer_key_hex(1))
+    assert peer.endpoint == "198.51.0.2:51821"
+    assert peer.allowed_ips == ("10.0.0.1/32", "fd00::1/128")
+    assert peer.latest_handshake == pytest.approx(1_700_000_001.5)
+    assert (peer.tx_bytes, peer.rx_bytes, peer.persistent_keepalive) == (1000, 2000, 25)
+    text = repr(device)
+    for secret in SECRETS:
+        assert secret not in text
+
+
+def test_never_handshaked_peer_has_zero_time() -> None:
+    reply = (
+        f"private_key={PRIVATE_HEX}\nlisten_port=1\npublic_key={peer_key_hex(0)}\n"
+        "last_handshake_time_sec=0\nlast_handshake_time_nsec=0\nerrno=0\n\n"
+    )
+    assert parse_get("wg0", reply).peers[0].latest_handshake == 0.0
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "garbage",
+        "listen_port=1\n",
+        "listen_port=abc\nerrno=0\n\n",
+        "no equals sign\nerrno=0\n\n",
+        f"public_key={'zz' * 32}\nerrno=0\n\n",
+        "errno=x\n\n",
+    ],
+)
+def test_garbage_is_a_protocol_error_naming_the_interface(reply: str) -> None:
+    with pytest.raises(ProtocolError, match="wgbad"):
+        parse_get("wgbad", reply)
+
+
+def test_bad_value_never_echoed() -> None:
+    reply = f"private_key={PRIVATE_HEX}zz\nerrno=0\n\n"
+    with pytest.raises(ProtocolError) as info:
+        parse_get("wg0", reply)
+    assert PRIVATE_HEX not in str(info.value)
+
+
+@pytest.mark.parametrize("errno", ["-22", "22"])
+def test_errno_either_sign(errno: str) -> None:
+    with pytest.raises(UapiErrno):
+        parse_get("wg0", f"errno={errno}\n\n")
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096, 1 << 20])
+def test_chunked_reads_of_1500_peers(tmp_path: Path, chunk: int) -> None:
+    reply = make_reply(1500 if chunk > 1 else 40)
+    with daemon(tmp_path, "wg0", reply, chunk=chunk):
+        device = UapiClient(tmp_path).get("wg0")
+    assert len(device.peers) == (1500 if chunk > 1 else 40)
+    assert device.peers[-1].public_key == hex_to_b64(peer_key_hex(len(device.peers) - 1))
+
+
+def test_hung_daemon_times_out(tmp_path: Path) -> None:
+    with daemon(tmp_path, "wg0", b"", hang=True):
+        client = UapiClient(tmp_path, timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(UapiTimeout, match="wg0"):
+            client.get("wg0")
+        assert time.monotonic() - started < 3
+
+
+def test_set_sends_validated_lines(tmp_path: Path) -> None:
+    with daemon(tmp_path, "wg0", b"") as d:
+        UapiClient(tmp_path).set(
+            "wg0",
+            [
+                ("public_key", peer_key_hex(0)),
+                ("update_only", "true"),
+                ("persistent_keepalive_interval", "25"),
+            ],
+        )
+    assert d.requests == [
+        f"set=1\npublic_key={peer_key_hex(0)}\nupdate_only=true\n"
+        "persistent_keepalive_interval=25\n\n".encode()
+    ]
+
+
+def test_replace_peers_is_never_sendable() -> None:
+    with pytest.raises(ValueError, match="replace_peers"):
+        encode_set("wg0", [("replace_peers", "true")])
+
+
+@given(st.text(min_size=1, max_size=40).filter(lambda v: any(c in v for c in "\n\x00 =\r\t")))
+def test_hostile_values_rejected(value: str) -> None:
+    with pytest.raises(ValueError):
+        encode_set("wg0", [("persistent_keepalive_interval", value)])
+
+
+def test_b64_hex_round_trip() -> None:
+    key = hex_to_b64(peer_key_hex(5))
+    assert b64_to_hex(key) == peer_key_hex(5)
+    with pytest.raises(ValueError):
+        b64_to_hex("AAAA")

@@ -1,0 +1,5 @@
+"""Allow ``python -m tuner``."""
+
+from tuner.cli import main
+
+raise SystemExit(main())

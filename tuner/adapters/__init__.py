@@ -1,0 +1,1 @@
+"""Clients for the outside protocols: WireGuard (UAPI socket, generic netlink), netlink, nftables."""

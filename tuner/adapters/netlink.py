@@ -1,0 +1,108 @@
+"""rtnetlink through pyroute2: links, their counters, and the route to an endpoint.
+
+Transient netlink errors (EAGAIN, EBUSY, ENOBUFS) are retried a few times; everything
+else becomes an ObserveError.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from tuner.errors import ObserveError, TransientObserveError
+from tuner.model.snapshot import Link, LinkCounters
+
+TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.ENOBUFS, errno.EINTR})
+
+
+@contextmanager
+def _ipr() -> Iterator[Any]:
+    from pyroute2 import IPRoute
+
+    ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _classify(exc: OSError, what: str) -> ObserveError:
+    code = getattr(exc, "code", None) or exc.errno
+    if code in TRANSIENT_ERRNOS:
+        return TransientObserveError(f"{what}: transient netlink error {code}")
+    return ObserveError(f"{what}: netlink error {code}")
+
+
+def link_from_message(msg: Any) -> Link:
+    info = msg.get_attr("IFLA_LINKINFO")
+    kind = (info.get_attr("IFLA_INFO_KIND") if info is not None else None) or ""
+    stats = msg.get_attr("IFLA_STATS64") or {}
+    return Link(
+        name=msg.get_attr("IFLA_IFNAME"),
+        ifindex=int(msg["index"]),
+        kind=str(kind),
+        mtu=int(msg.get_attr("IFLA_MTU") or 0),
+        operstate=str(msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN"),
+        counters=LinkCounters(
+            rx_bytes=int(stats.get("rx_bytes", 0)),
+            tx_bytes=int(stats.get("tx_bytes", 0)),
+            rx_packets=int(stats.get("rx_packets", 0)),
+            tx_packets=int(stats.get("tx_packets", 0)),
+            rx_errors=int(stats.get("rx_errors", 0)),
+            tx_errors=int(stats.get("tx_errors", 0)),
+            rx_dropped=int(stats.get("rx_dropped", 0)),
+            tx_dropped=int(stats.get("tx_dropped", 0)),
+            carrier_changes=int(msg.get_attr("IFLA_CARRIER_CHANGES") or 0),
+        ),
+    )
+
+
+class Netlink:
+    """The rtnetlink reads observation needs, each with bounded retries."""
+
+    @retry(
+        retry=retry_if_exception_type(TransientObserveError),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential(multiplier=0.05, max=0.5),
+        reraise=True,
+    )
+    def links(self) -> tuple[Link, ...]:
+        try:
+            with _ipr() as ipr:
+                return tuple(link_from_message(m) for m in ipr.get_links())
+        except OSError as exc:
+            raise _classify(exc, "listing links") from exc
+
+    @retry(
+        retry=retry_if_exception_type(TransientObserveError),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential(multiplier=0.05, max=0.5),
+        reraise=True,
+    )
+    def route_oifs(self, destinations: tuple[str, ...]) -> dict[str, int]:
+        """Output interface index of the route to each address (unroutable ones omitted)."""
+        out: dict[str, int] = {}
+        if not destinations:
+            return out
+        try:
+            with _ipr() as ipr:
+                for dst in destinations:
+                    try:
+                        routes = ipr.route("get", dst=dst)
+                    except OSError as exc:
+                        code = getattr(exc, "code", None) or exc.errno
+                        if code in TRANSIENT_ERRNOS:
+                            raise
+                        continue  # unreachable destination: no underlay for it
+                    for route in routes:
+                        oif = route.get_attr("RTA_OIF")
+                        if oif:
+                            out[dst] = int(oif)
+                            break
+        except OSError as exc:
+            raise _classify(exc, "route lookup") from exc
+        return out

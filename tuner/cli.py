@@ -1,0 +1,277 @@
+"""The ``wg-tuner`` command line: parse, build the real adapters, map errors to exit codes.
+
+Results go to stdout, logs to stderr. Every command acts on the network namespace it
+runs in (``ip netns exec NS wg-tuner ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import structlog
+
+from tuner import __version__
+from tuner.errors import TunerError, UsageError
+from tuner.exporters import logs
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+DEFAULT_STATE_DIR = "/var/lib/wg-tuner"
+SYSTEM_POLICIES = Path("/etc/wg-tuner/policies")
+
+log = structlog.get_logger("tuner.cli")
+
+
+def bundled_policies() -> Path:
+    """The repository's policies/ (source checkout) or the installed data copy."""
+    source = Path(__file__).resolve().parent.parent / "policies"
+    if source.is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "wg-tuner" / "policies"
+
+
+def default_policies() -> Path:
+    env = os.environ.get("WG_TUNER_POLICIES")
+    if env:
+        return Path(env)
+    return SYSTEM_POLICIES if SYSTEM_POLICIES.is_dir() else bundled_policies()
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise UsageError(
+            f"{what} needs root (CAP_NET_ADMIN): it reads WireGuard config sockets and netlink; "
+            "run it with sudo"
+        )
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # On subcommands the defaults are suppressed so an option given before the
+    # subcommand is not overwritten by the subcommand's default.
+    default = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default(Path(os.environ.get("WG_TUNER_STATE_DIR", DEFAULT_STATE_DIR))),
+        help="state directory (env WG_TUNER_STATE_DIR; default %(default)s)",
+    )
+    parser.add_argument(
+        "--policies",
+        type=Path,
+        default=default(None),
+        metavar="DIR",
+        help="policy directory (env WG_TUNER_POLICIES; default /etc/wg-tuner/policies "
+        "when it exists, else the bundled policies/)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default=default(None),
+        help="log format on stderr (default: console on a terminal, JSON lines otherwise)",
+    )
+
+
+def _observer() -> object:
+    from tuner.adapters.nft import Nft
+    from tuner.observe.collector import Observer
+
+    return Observer(nft=Nft())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tuner.exporters.snapshot_json import snapshot_to_data
+    from tuner.exporters.status import render_text
+    from tuner.model.rates import rates
+    from tuner.observe.collector import Observer
+
+    require_root("wg-tuner status")
+    observer = _observer()
+    assert isinstance(observer, Observer)
+    only = tuple(args.interface or ())
+    first = observer.observe(only)
+    rate = None
+    snapshot = first
+    if args.sample > 0 and first.interfaces:
+        time.sleep(args.sample)
+        snapshot = observer.observe(only)
+        rate = rates(first, snapshot)
+    if args.format == "json":
+        json.dump(snapshot_to_data(snapshot, rate), sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_text(snapshot, rate))
+    return EXIT_ERROR if snapshot.errors else EXIT_OK
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from tuner.exporters.metrics import render, write_textfile
+    from tuner.observe.collector import Observer
+
+    require_root("wg-tuner metrics")
+    observer = _observer()
+    assert isinstance(observer, Observer)
+    snapshot = observer.observe()
+    if args.textfile:
+        write_textfile(snapshot, args.textfile)
+        log.info("metrics.written", path=str(args.textfile))
+    else:
+        sys.stdout.write(render(snapshot))
+    return EXIT_OK
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from tuner.lab.lab import Lab
+
+    require_root("wg-tuner lab")
+    lab = Lab(args.prefix, args.state_dir)
+    if args.lab_cmd == "up":
+        lab.up()
+        print(f"lab {args.prefix} is up: hosts {lab.topo.a.netns} and {lab.topo.b.netns}, "
+              f"router {lab.topo.router}")
+        print(f"try: ip netns exec {lab.topo.a.netns} wg-tuner status")
+    elif args.lab_cmd == "down":
+        print(f"lab {args.prefix} removed" if lab.down() else f"lab {args.prefix} is not up")
+    elif args.lab_cmd == "status":
+        data = lab.status()
+        if args.format == "json":
+            print(json.dumps(data, indent=2, sort_keys=True))
+        else:
+            _print_lab_status(data)
+    elif args.lab_cmd == "fault":
+        params: dict[str, object] = {}
+        if args.state == "on":
+            if args.name == "mtu-blackhole" and args.mtu is not None:
+                params["mtu"] = args.mtu
+            if args.name == "nat-timeout" and args.timeout is not None:
+                params["timeout"] = args.timeout
+            if args.name == "loss":
+                if args.percent is not None:
+                    params["percent"] = args.percent
+                if args.delay_ms is not None:
+                    params["delay_ms"] = args.delay_ms
+        applied = lab.fault(args.name, args.state == "on", **params)
+        shown = {k: v for k, v in applied.items() if k != "saved"}
+        print(f"fault {args.name} {args.state}" + (f" {json.dumps(shown)}" if shown else ""))
+    elif args.lab_cmd == "traffic":
+        result = lab.traffic(args.seconds, args.sender)
+        print(json.dumps(result, sort_keys=True))
+        return EXIT_OK if result["ok"] else EXIT_ERROR
+    return EXIT_OK
+
+
+def _print_lab_status(data: dict[str, object]) -> None:
+    if not data.get("up"):
+        print(f"lab {data['prefix']} is not up")
+        return
+    print(f"lab {data['prefix']}")
+    namespaces = data["namespaces"]
+    assert isinstance(namespaces, dict)
+    for ns, exists in namespaces.items():
+        print(f"  netns {ns}: {'present' if exists else 'MISSING'}")
+    processes = data["processes"]
+    assert isinstance(processes, list)
+    for proc in processes:
+        print(f"  {proc['what']} {proc['match']} pid {proc['pid']}: "
+              f"{'running' if proc['alive'] else 'NOT RUNNING'}")
+    hosts = data["hosts"]
+    assert isinstance(hosts, dict)
+    for role, host in hosts.items():
+        hs = host.get("latest_handshake")
+        age = f"{time.time() - hs:.0f}s ago" if hs else "never"
+        print(f"  host {role}: {host['interface']} {host['tunnel_address']} handshake {age}"
+              + (f" error {host['error']}" if "error" in host else ""))
+    faults = data["faults"]
+    assert isinstance(faults, dict)
+    print("  faults: " + (", ".join(faults) if faults else "none"))
+
+
+def cmd_later(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        raise UsageError(f"wg-tuner {name} is not available in this version yet ({issue})")
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wg-tuner",
+        description="Auto-tuning remediation controller for WireGuard hosts.",
+    )
+    parser.add_argument("--version", action="version", version=f"wg-tuner {__version__}")
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _common(p, top=False)
+        p.set_defaults(func=func)
+        return p
+
+    status = add("status", "show WireGuard interfaces, peers and host health", cmd_status)
+    status.add_argument("--format", choices=("text", "json"), default="text")
+    status.add_argument("--interface", action="append", metavar="NAME",
+                        help="only this interface (repeatable)")
+    status.add_argument("--sample", type=float, default=1.0, metavar="SECONDS",
+                        help="observe twice this far apart to show rates (0: once, no rates)")
+
+    metrics = add("metrics", "print Prometheus metrics or write a textfile", cmd_metrics)
+    metrics.add_argument("--textfile", type=Path, metavar="PATH",
+                         help="write atomically to PATH (node_exporter textfile collector)")
+
+    add("validate", "check policy files", cmd_later("validate", "policies"))
+    add("plan", "show what would change and why (dry-run)", cmd_later("plan", "policies"))
+    add("apply", "apply guarded changes once, verify, roll back", cmd_later("apply", "apply"))
+    add("run", "reconcile continuously (daemon)", cmd_later("run", "daemon"))
+    add("rollback", "undo changes wg-tuner made", cmd_later("rollback", "apply"))
+    add("history", "show the change journal", cmd_later("history", "apply"))
+
+    lab = add("lab", "build and drive the WireGuard test lab (namespaces)", cmd_lab)
+    lab_sub = lab.add_subparsers(dest="lab_cmd", metavar="LAB_COMMAND", required=True)
+
+    def add_lab(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = lab_sub.add_parser(name, help=help_text, description=help_text)
+        _common(p, top=False)
+        p.add_argument("--prefix", default="wgt", help="name prefix of the lab (default wgt)")
+        return p
+
+    add_lab("up", "build the lab")
+    add_lab("down", "remove exactly what 'lab up' made")
+    lab_status = add_lab("status", "show the lab")
+    lab_status.add_argument("--format", choices=("text", "json"), default="text")
+    fault = add_lab("fault", "switch a fault on or off")
+    fault.add_argument("name", choices=("mtu-blackhole", "nat-timeout", "loss", "down"))
+    fault.add_argument("state", choices=("on", "off"))
+    fault.add_argument("--mtu", type=int, help="mtu-blackhole: path MTU (default 1400)")
+    fault.add_argument("--timeout", type=int, help="nat-timeout: UDP timeout s (default 30)")
+    fault.add_argument("--percent", type=float, help="loss: percent (default 5)")
+    fault.add_argument("--delay-ms", type=int, help="loss: added delay (needs netem)")
+    traffic = add_lab("traffic", "bulk TCP through the tunnel (iperf3)")
+    traffic.add_argument("--seconds", type=float, default=3.0)
+    traffic.add_argument("--from", dest="sender", choices=("a", "b"), default="a")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logs.configure(args.log_format)
+    if args.policies is None:
+        args.policies = default_policies()
+    try:
+        result: int = args.func(args)
+    except TunerError as exc:
+        print(f"wg-tuner: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("wg-tuner: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    return result

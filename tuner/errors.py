@@ -1,0 +1,47 @@
+"""The error hierarchy: every expected failure is a TunerError that says what to do next.
+
+The CLI maps these to exit codes and one-line messages; nothing here carries a secret,
+because exception text reaches logs and terminals.
+"""
+
+from __future__ import annotations
+
+
+class TunerError(Exception):
+    """Base of every expected wg-tuner failure."""
+
+    exit_code = 1
+
+
+class UsageError(TunerError):
+    """The command line or environment cannot work (bad option value, not root)."""
+
+    exit_code = 1
+
+
+class ObserveError(TunerError):
+    """Reading the host failed in a way a retry will not fix."""
+
+
+class TransientObserveError(ObserveError):
+    """A read failed for a reason that may pass (EAGAIN, EBUSY, ENOBUFS, a slow socket)."""
+
+
+class InterfaceVanished(ObserveError):
+    """The interface disappeared while it was being read."""
+
+    def __init__(self, ifname: str) -> None:
+        super().__init__(f"interface {ifname} vanished while being read")
+        self.ifname = ifname
+
+
+class ProtocolError(ObserveError):
+    """A WireGuard configuration socket answered something that is not the protocol."""
+
+    def __init__(self, ifname: str, detail: str) -> None:
+        super().__init__(f"{ifname}: bad answer from the WireGuard config socket: {detail}")
+        self.ifname = ifname
+
+
+class LabError(TunerError):
+    """The lab could not be built, changed or removed."""

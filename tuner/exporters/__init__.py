@@ -1,0 +1,1 @@
+"""Outputs: human reports, JSON, Prometheus metrics, and log setup."""

@@ -1,0 +1,187 @@
+"""Prometheus exposition of a Snapshot.
+
+Peer series keep prometheus_wireguard_exporter's names and labels so existing
+dashboards work; everything else is prefixed ``wg_tuner_``. No series ever carries a
+secret: the Snapshot has none to give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tuner.model.snapshot import Link, Snapshot
+
+USER_HZ = 100
+"""/proc/stat counts in USER_HZ ticks, which Linux fixes at 100 for userspace."""
+
+SNMP_COUNTERS: dict[str, tuple[str, ...]] = {
+    "Udp": ("InDatagrams", "OutDatagrams", "InErrors", "RcvbufErrors", "SndbufErrors", "NoPorts"),
+    "Udp6": ("Udp6InErrors", "Udp6RcvbufErrors", "Udp6SndbufErrors"),
+    "Ip": ("FragOKs", "FragFails", "FragCreates", "ReasmReqds", "ReasmFails"),
+    "Icmp": ("InDestUnreachs", "OutDestUnreachs"),
+    "Tcp": ("RetransSegs", "OutSegs", "InErrs"),
+    "TcpExt": ("TCPLostRetransmit", "TCPTimeouts", "ListenDrops", "TCPMTUPFail", "TCPMTUPSuccess"),
+}
+"""The curated counters exported (the full tables are in ``status --format json``)."""
+
+
+class SnapshotCollector(Collector):
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot
+        yield from self._peers(snap)
+        yield from self._links(snap)
+        yield from self._host(snap)
+
+    @staticmethod
+    def _peers(snap: Snapshot) -> Iterator[Metric]:
+        labels = ["interface", "public_key", "allowed_ips"]
+        sent = CounterMetricFamily(
+            "wireguard_sent_bytes", "Bytes sent to the peer", labels=labels
+        )
+        received = CounterMetricFamily(
+            "wireguard_received_bytes", "Bytes received from the peer", labels=labels
+        )
+        handshake = GaugeMetricFamily(
+            "wireguard_latest_handshake_seconds",
+            "Unix time of the latest handshake (0 = never)",
+            labels=labels,
+        )
+        keepalive = GaugeMetricFamily(
+            "wg_tuner_peer_persistent_keepalive_seconds",
+            "Persistent keepalive interval (0 = off)",
+            labels=["interface", "public_key"],
+        )
+        mtu = GaugeMetricFamily("wg_tuner_interface_mtu", "Interface MTU", labels=["interface"])
+        peers = GaugeMetricFamily(
+            "wg_tuner_interface_peers", "Peers configured", labels=["interface", "implementation"]
+        )
+        for iface in snap.interfaces:
+            mtu.add_metric([iface.name], iface.link.mtu)
+            peers.add_metric([iface.name, iface.implementation.value], len(iface.peers))
+            for peer in iface.peers:
+                values = [iface.name, peer.public_key, ",".join(peer.allowed_ips)]
+                sent.add_metric(values, peer.tx_bytes)
+                received.add_metric(values, peer.rx_bytes)
+                handshake.add_metric(values, int(peer.latest_handshake))
+                keepalive.add_metric([iface.name, peer.public_key], peer.persistent_keepalive)
+        yield from (sent, received, handshake, keepalive, mtu, peers)
+
+    @staticmethod
+    def _links(snap: Snapshot) -> Iterator[Metric]:
+        labels = ["link", "role"]
+        families = {
+            name: CounterMetricFamily(f"wg_tuner_link_{name}", f"Link {name}", labels=labels)
+            for name in (
+                "rx_bytes",
+                "tx_bytes",
+                "rx_errors",
+                "tx_errors",
+                "rx_dropped",
+                "tx_dropped",
+                "carrier_changes",
+            )
+        }
+        up = GaugeMetricFamily("wg_tuner_link_up", "Operational state is UP", labels=labels)
+
+        def add(link: Link, role: str) -> None:
+            for name, family in families.items():
+                family.add_metric([link.name, role], getattr(link.counters, name))
+            up.add_metric([link.name, role], 1 if link.operstate in ("UP", "UNKNOWN") else 0)
+
+        for iface in snap.interfaces:
+            add(iface.link, "wireguard")
+        for link in snap.underlays:
+            add(link, "underlay")
+        yield from families.values()
+        yield up
+
+    @staticmethod
+    def _host(snap: Snapshot) -> Iterator[Metric]:
+        host = snap.host
+        counters = CounterMetricFamily(
+            "wg_tuner_snmp_counter",
+            "Selected /proc/net/snmp and netstat counters",
+            labels=["protocol", "counter"],
+        )
+        for table in (host.snmp, host.netstat):
+            for proto, names in SNMP_COUNTERS.items():
+                values = table.get(proto)
+                if not values:
+                    continue
+                for name in names:
+                    if name in values:
+                        counters.add_metric([proto, name], values[name])
+        yield counters
+        dropped = CounterMetricFamily(
+            "wg_tuner_softnet_dropped", "softnet backlog drops", labels=["cpu"]
+        )
+        squeezed = CounterMetricFamily(
+            "wg_tuner_softnet_time_squeeze", "softnet budget exhaustion", labels=["cpu"]
+        )
+        for row in host.softnet:
+            dropped.add_metric([str(row.cpu)], row.dropped)
+            squeezed.add_metric([str(row.cpu)], row.time_squeeze)
+        yield from (dropped, squeezed)
+        cpu = CounterMetricFamily(
+            "wg_tuner_cpu_seconds", "Per-core CPU time by mode", labels=["cpu", "mode"]
+        )
+        for times in host.cpus:
+            for mode in ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"):
+                cpu.add_metric([str(times.cpu), mode], getattr(times, mode) / USER_HZ)
+        yield cpu
+        irqs = CounterMetricFamily(
+            "wg_tuner_interrupts", "Underlay NIC interrupts", labels=["irq", "name", "cpu"]
+        )
+        for irq in host.interrupts:
+            for index, count in enumerate(irq.per_cpu):
+                irqs.add_metric([str(irq.irq), irq.name, str(index)], count)
+        yield irqs
+        if host.conntrack is not None:
+            yield GaugeMetricFamily(
+                "wg_tuner_conntrack_entries", "Conntrack entries", value=host.conntrack.count
+            )
+            yield GaugeMetricFamily(
+                "wg_tuner_conntrack_max", "Conntrack table size", value=host.conntrack.max
+            )
+        sysctl = GaugeMetricFamily(
+            "wg_tuner_sysctl_value", "Numeric value of a watched sysctl", labels=["key"]
+        )
+        for key, value in snap.knobs.sysctls.items():
+            if value is not None and value.isdigit():
+                sysctl.add_metric([key], int(value))
+        yield sysctl
+        yield GaugeMetricFamily(
+            "wg_tuner_observe_errors",
+            "Interfaces that could not be read in the last observation",
+            value=len(snap.errors),
+        )
+        yield GaugeMetricFamily(
+            "wg_tuner_snapshot_timestamp_seconds",
+            "When the snapshot was taken",
+            value=snap.taken_at,
+        )
+
+
+def registry_for(snapshot: Snapshot, extra: Iterable[Collector] = ()) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot))
+    for collector in extra:
+        registry.register(collector)
+    return registry
+
+
+def render(snapshot: Snapshot) -> str:
+    return generate_latest(registry_for(snapshot)).decode("utf-8")
+
+
+def write_textfile(snapshot: Snapshot, path: Path) -> None:
+    """Atomic (temp file + rename in the same directory), as node_exporter expects."""
+    write_to_textfile(str(path), registry_for(snapshot))

@@ -1,0 +1,209 @@
+"""The faults a lab can switch on and off, each in its own nft table in the router.
+
+Each fault is a pair of functions over a Topology that record what they changed, so
+``off`` restores exactly that. netem is used for loss and delay where the kernel has it;
+otherwise loss falls back to an nft ``numgen random`` drop (delay then unsupported).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuner.errors import LabError
+from tuner.lab.commands import in_netns, nft_apply, run, sysctl_read, sysctl_write
+from tuner.lab.topology import UNDERLAY_MTU, Topology
+
+FAULTS = ("mtu-blackhole", "nat-timeout", "loss", "down")
+
+
+def _table(name: str) -> dict[str, Any]:
+    return {"table": {"family": "ip", "name": name}}
+
+
+def _chain(table: str, name: str, kind: str, hook: str, prio: int) -> dict[str, Any]:
+    return {
+        "chain": {
+            "family": "ip",
+            "table": table,
+            "name": name,
+            "type": kind,
+            "hook": hook,
+            "prio": prio,
+            "policy": "accept",
+        }
+    }
+
+
+def _rule(table: str, chain: str, expr: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"rule": {"family": "ip", "table": table, "chain": chain, "expr": expr}}
+
+
+def _match(left: dict[str, Any], right: Any, op: str = "==") -> dict[str, Any]:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _meta(key: str) -> dict[str, Any]:
+    return {"meta": {"key": key}}
+
+
+def _drop_table(topo: Topology, name: str) -> None:
+    run(in_netns(topo.router, ["nft", "delete", "table", "ip", name]), check=False)
+
+
+def mtu_blackhole_on(topo: Topology, mtu: int = 1400) -> dict[str, Any]:
+    if not 576 <= mtu <= UNDERLAY_MTU:
+        raise LabError(f"blackhole MTU must be 576..{UNDERLAY_MTU}")
+    run(["ip", "-n", topo.router, "link", "set", topo.router_b, "mtu", str(mtu)])
+    run(["ip", "-n", topo.b.netns, "link", "set", topo.b.veth, "mtu", str(mtu)])
+    # The router still has to drop the packet; it is the ICMP "fragmentation needed"
+    # it would send back that we swallow, which is what makes it a blackhole.
+    nft_apply(
+        topo.router,
+        [
+            {"add": _table("lab_mtu")},
+            {"add": _chain("lab_mtu", "out", "filter", "output", 0)},
+            {
+                "add": _rule(
+                    "lab_mtu",
+                    "out",
+                    [
+                        _match({"payload": {"protocol": "icmp", "field": "type"}},
+                               "destination-unreachable"),
+                        _match({"payload": {"protocol": "icmp", "field": "code"}},
+                               "frag-needed"),
+                        {"drop": None},
+                    ],
+                )
+            },
+        ],
+    )
+    return {"mtu": mtu}
+
+
+def mtu_blackhole_off(topo: Topology, params: dict[str, Any]) -> None:
+    _drop_table(topo, "lab_mtu")
+    run(["ip", "-n", topo.router, "link", "set", topo.router_b, "mtu", str(UNDERLAY_MTU)])
+    run(["ip", "-n", topo.b.netns, "link", "set", topo.b.veth, "mtu", str(UNDERLAY_MTU)])
+
+
+NAT_SYSCTLS = (
+    "net.netfilter.nf_conntrack_udp_timeout",
+    "net.netfilter.nf_conntrack_udp_timeout_stream",
+)
+
+
+def nat_timeout_on(topo: Topology, timeout: int = 30) -> dict[str, Any]:
+    if not 1 <= timeout <= 3600:
+        raise LabError("NAT UDP timeout must be 1..3600 seconds")
+    saved = {key: sysctl_read(topo.router, key) for key in NAT_SYSCTLS}
+    nft_apply(
+        topo.router,
+        [
+            {"add": _table("lab_nat")},
+            {"add": _chain("lab_nat", "post", "nat", "postrouting", 100)},
+            {"add": _chain("lab_nat", "fwd", "filter", "forward", 0)},
+            {
+                "add": _rule(
+                    "lab_nat",
+                    "post",
+                    [_match(_meta("oifname"), topo.router_b), {"masquerade": None}],
+                )
+            },
+            # A NAT admits nothing unsolicited from outside: B can only answer A.
+            {
+                "add": _rule(
+                    "lab_nat",
+                    "fwd",
+                    [
+                        _match(_meta("iifname"), topo.router_b),
+                        _match({"ct": {"key": "state"}}, "new", op="in"),
+                        {"drop": None},
+                    ],
+                )
+            },
+        ],
+    )
+    for key in NAT_SYSCTLS:
+        sysctl_write(topo.router, key, str(timeout))
+    return {"timeout": timeout, "saved": saved}
+
+
+def nat_timeout_off(topo: Topology, params: dict[str, Any]) -> None:
+    _drop_table(topo, "lab_nat")
+    for key, value in params.get("saved", {}).items():
+        sysctl_write(topo.router, key, value)
+
+
+def _has_netem(topo: Topology) -> bool:
+    """Whether this kernel has sch_netem (some minimal kernels do not)."""
+    try:
+        run(["tc", "-n", topo.router, "qdisc", "add", "dev", topo.router_b, "root", "netem",
+             "delay", "0ms"])
+    except LabError:
+        return False
+    run(["tc", "-n", topo.router, "qdisc", "del", "dev", topo.router_b, "root"], check=False)
+    return True
+
+
+def loss_on(topo: Topology, percent: float = 5.0, delay_ms: int = 0) -> dict[str, Any]:
+    if not 0 < percent <= 100:
+        raise LabError("loss percent must be in (0, 100]")
+    if _has_netem(topo):
+        for dev in (topo.router_a, topo.router_b):
+            argv = ["tc", "-n", topo.router, "qdisc", "add", "dev", dev, "root", "netem",
+                    "loss", f"{percent}%"]
+            if delay_ms:
+                argv += ["delay", f"{delay_ms}ms"]
+            run(argv)
+        return {"percent": percent, "delay_ms": delay_ms, "method": "netem"}
+    if delay_ms:
+        raise LabError("this kernel has no netem: delay is unavailable (loss alone works)")
+    # numgen random mod 1000 < N drops N per mille of forwarded packets, both ways.
+    per_mille = round(percent * 10)
+    nft_apply(
+        topo.router,
+        [
+            {"add": _table("lab_loss")},
+            {"add": _chain("lab_loss", "fwd", "filter", "forward", -10)},
+            {
+                "add": _rule(
+                    "lab_loss",
+                    "fwd",
+                    [
+                        _match({"numgen": {"mode": "random", "mod": 1000, "offset": 0}},
+                               per_mille, op="<"),
+                        {"drop": None},
+                    ],
+                )
+            },
+        ],
+    )
+    return {"percent": percent, "delay_ms": 0, "method": "nft-numgen"}
+
+
+def loss_off(topo: Topology, params: dict[str, Any]) -> None:
+    if params.get("method") == "netem":
+        for dev in (topo.router_a, topo.router_b):
+            run(["tc", "-n", topo.router, "qdisc", "del", "dev", dev, "root"], check=False)
+    else:
+        _drop_table(topo, "lab_loss")
+
+
+def down_on(topo: Topology) -> dict[str, Any]:
+    nft_apply(
+        topo.router,
+        [
+            {"add": _table("lab_down")},
+            {"add": _chain("lab_down", "fwd", "filter", "forward", -20)},
+            {
+                "add": _rule(
+                    "lab_down", "fwd", [_match(_meta("l4proto"), "udp"), {"drop": None}]
+                )
+            },
+        ],
+    )
+    return {}
+
+
+def down_off(topo: Topology, params: dict[str, Any]) -> None:
+    _drop_table(topo, "lab_down")

@@ -1,0 +1,33 @@
+"""The knobs wg-tuner is allowed to read and change (pure constants)."""
+
+from __future__ import annotations
+
+SYSCTL_ALLOWLIST: tuple[str, ...] = (
+    "net.core.rmem_max",
+    "net.core.wmem_max",
+    "net.core.rmem_default",
+    "net.core.wmem_default",
+    "net.core.netdev_max_backlog",
+    "net.core.netdev_budget",
+    "net.ipv4.tcp_mtu_probing",
+    "net.netfilter.nf_conntrack_max",
+    "net.netfilter.nf_conntrack_udp_timeout",
+    "net.netfilter.nf_conntrack_udp_timeout_stream",
+)
+"""A policy can never write a sysctl outside this list."""
+
+INITIAL_NETNS_ONLY: frozenset[str] = frozenset(
+    {
+        "net.core.rmem_max",
+        "net.core.wmem_max",
+        "net.core.rmem_default",
+        "net.core.wmem_default",
+        "net.core.netdev_max_backlog",
+        "net.core.netdev_budget",
+    }
+)
+"""Keys that exist or are writable only in the initial network namespace."""
+
+NFT_FAMILY = "inet"
+NFT_TABLE = "wg_tuner"
+"""The one nftables table wg-tuner owns; nothing outside it is ever touched."""

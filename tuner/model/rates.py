@@ -1,0 +1,65 @@
+"""Rates from two Snapshots (pure).
+
+Counters are cumulative; a counter that goes backwards was reset (a link re-created, a
+WireGuard daemon restarted) and the new value is the whole delta since the reset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from tuner.model.snapshot import Snapshot
+
+
+def delta(prev: int, cur: int) -> int:
+    """Growth of a cumulative counter; a decrease means it restarted from zero."""
+    return cur - prev if cur >= prev else cur
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRate:
+    rx_bps: float
+    tx_bps: float
+    rx_delta: int
+    tx_delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    interval: float
+    peers: Mapping[tuple[str, str], PeerRate] = field(default_factory=dict)
+    """(interface, public key) -> rate."""
+    counters: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """snmp/netstat deltas: protocol -> counter -> growth over the interval."""
+
+
+def rates(prev: Snapshot, cur: Snapshot) -> Rates:
+    """Per-peer byte rates and host counter deltas between two snapshots."""
+    interval = cur.monotonic - prev.monotonic
+    if interval <= 0:
+        return Rates(interval=0.0)
+    before = {
+        (iface.name, peer.public_key): peer for iface in prev.interfaces for peer in iface.peers
+    }
+    peers: dict[tuple[str, str], PeerRate] = {}
+    for iface in cur.interfaces:
+        for peer in iface.peers:
+            old = before.get((iface.name, peer.public_key))
+            if old is None:
+                continue
+            rx = delta(old.rx_bytes, peer.rx_bytes)
+            tx = delta(old.tx_bytes, peer.tx_bytes)
+            peers[(iface.name, peer.public_key)] = PeerRate(rx / interval, tx / interval, rx, tx)
+    counters: dict[str, Mapping[str, int]] = {}
+    for table_prev, table_cur in (
+        (prev.host.snmp, cur.host.snmp),
+        (prev.host.netstat, cur.host.netstat),
+    ):
+        for proto, values in table_cur.items():
+            old_values = table_prev.get(proto, {})
+            counters[proto] = MappingProxyType(
+                {k: delta(old_values.get(k, v), v) for k, v in values.items()}
+            )
+    return Rates(interval=interval, peers=MappingProxyType(peers), counters=counters)

@@ -1,0 +1,179 @@
+"""The Snapshot: one immutable observation of a host.
+
+Everything the decision core may look at is here, typed and frozen. Secrets (private
+and preshared keys) have no field: the adapters drop them where they are read, so there
+is nothing to leak from a Snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+def frozen_map(values: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """A read-only view of a copy of ``values`` (so a Snapshot cannot be mutated)."""
+    return MappingProxyType(dict(values or {}))
+
+
+class Implementation(StrEnum):
+    USERSPACE = "userspace"
+    KERNEL = "kernel"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCounters:
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    tx_packets: int = 0
+    rx_errors: int = 0
+    tx_errors: int = 0
+    rx_dropped: int = 0
+    tx_dropped: int = 0
+    carrier_changes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    name: str
+    ifindex: int
+    kind: str
+    mtu: int
+    operstate: str
+    counters: LinkCounters = LinkCounters()
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    public_key: str
+    endpoint: str | None
+    allowed_ips: tuple[str, ...]
+    latest_handshake: float
+    """Unix time of the last handshake; 0.0 means never."""
+    rx_bytes: int
+    tx_bytes: int
+    persistent_keepalive: int
+    """Seconds; 0 means off."""
+
+
+@dataclass(frozen=True, slots=True)
+class WgInterface:
+    name: str
+    implementation: Implementation
+    public_key: str | None
+    listen_port: int
+    fwmark: int
+    link: Link
+    peers: tuple[Peer, ...]
+    underlays: tuple[str, ...] = ()
+    """Names of the links that carry this interface's peer endpoints."""
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSoftnet:
+    cpu: int
+    processed: int
+    dropped: int
+    time_squeeze: int
+
+
+@dataclass(frozen=True, slots=True)
+class CpuTimes:
+    """Cumulative jiffies per state, from /proc/stat."""
+
+    cpu: int
+    user: int
+    nice: int
+    system: int
+    idle: int
+    iowait: int
+    irq: int
+    softirq: int
+    steal: int
+
+    @property
+    def total(self) -> int:
+        return (
+            self.user
+            + self.nice
+            + self.system
+            + self.idle
+            + self.iowait
+            + self.irq
+            + self.softirq
+            + self.steal
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupt:
+    irq: int
+    name: str
+    per_cpu: tuple[int, ...]
+    affinity_list: str | None
+    """Normalised CPU list (e.g. ``0-3``); None when unreadable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Conntrack:
+    count: int
+    max: int
+
+
+@dataclass(frozen=True, slots=True)
+class Knobs:
+    """Current value of every knob wg-tuner may change."""
+
+    sysctls: Mapping[str, str | None] = field(default_factory=frozen_map)
+    """Normalised sysctl values; None when the key does not exist in this namespace."""
+    rps_cpus: Mapping[str, str] = field(default_factory=frozen_map)
+    """``DEV/rx-N`` -> normalised CPU list."""
+    xps_cpus: Mapping[str, str] = field(default_factory=frozen_map)
+    """``DEV/tx-N`` -> normalised CPU list."""
+    nft_table: str | None = None
+    """wg-tuner's own nftables table as canonical JSON, or None when absent."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostCounters:
+    snmp: Mapping[str, Mapping[str, int]] = field(default_factory=frozen_map)
+    """/proc/net/snmp: protocol (Ip, Icmp, Udp, ...) -> counter -> value."""
+    netstat: Mapping[str, Mapping[str, int]] = field(default_factory=frozen_map)
+    """/proc/net/netstat: TcpExt, IpExt, ... -> counter -> value."""
+    softnet: tuple[CpuSoftnet, ...] = ()
+    cpus: tuple[CpuTimes, ...] = ()
+    interrupts: tuple[Interrupt, ...] = ()
+    conntrack: Conntrack | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    taken_at: float
+    """Wall-clock Unix time."""
+    monotonic: float
+    """Monotonic clock, for rates that survive wall-clock jumps."""
+    netns: str
+    """Identity of the network namespace observed (``net:[inode]``)."""
+    interfaces: tuple[WgInterface, ...]
+    underlays: tuple[Link, ...]
+    host: HostCounters
+    knobs: Knobs
+    notes: tuple[str, ...] = field(default=())
+    """Things observation skipped (a vanished interface, a missing tool)."""
+    errors: tuple[str, ...] = field(default=())
+    """Interfaces that could not be read, each message naming the interface."""
+
+    def interface(self, name: str) -> WgInterface | None:
+        for iface in self.interfaces:
+            if iface.name == name:
+                return iface
+        return None
+
+    def handshake_age(self, peer: Peer) -> float | None:
+        """Seconds since the peer's last handshake, or None when it never had one."""
+        if peer.latest_handshake <= 0:
+            return None
+        return max(0.0, self.taken_at - peer.latest_handshake)

@@ -1,0 +1,112 @@
+"""Assemble one Snapshot from every source. The only entry point the engine calls."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from tuner.adapters.nft import Nft
+from tuner.adapters.netlink import Netlink
+from tuner.adapters.uapi import UapiClient
+from tuner.model.snapshot import HostCounters, Link, Snapshot, WgInterface
+from tuner.observe import procfs
+from tuner.observe.knobs import read_knobs
+from tuner.observe.paths import HostPaths
+from tuner.observe.wireguard import WireGuardReader
+
+
+def endpoint_host(endpoint: str) -> str | None:
+    """``1.2.3.4:51820`` -> ``1.2.3.4``; ``[fe80::1%eth0]:51820`` -> ``fe80::1``."""
+    host, sep, _port = endpoint.rpartition(":")
+    if not sep or not host:
+        return None
+    if host.startswith("["):
+        host = host[1:-1]
+    return host.split("%", 1)[0]
+
+
+class Observer:
+    def __init__(
+        self,
+        paths: HostPaths | None = None,
+        netlink: Netlink | None = None,
+        uapi: UapiClient | None = None,
+        nft: Nft | None = None,
+        wireguard: WireGuardReader | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.paths = paths or HostPaths()
+        self.netlink = netlink or Netlink()
+        self.uapi = uapi or UapiClient(self.paths.wg_socket_dir)
+        self.nft = nft
+        self.wireguard = wireguard or WireGuardReader(self.uapi, link_exists=self._link_exists)
+        self.clock = clock
+        self.monotonic = monotonic
+
+    def _link_exists(self, name: str) -> bool:
+        return any(link.name == name for link in self.netlink.links())
+
+    def netns_id(self) -> str:
+        try:
+            return os.readlink(self.paths.proc("self", "ns", "net"))
+        except OSError:
+            return "unknown"
+
+    def observe(self, interfaces: tuple[str, ...] = ()) -> Snapshot:
+        links = self.netlink.links()
+        wg = self.wireguard.read(links, interfaces)
+        # Handshake ages are measured against the moment WireGuard was read.
+        taken_at, monotonic = self.clock(), self.monotonic()
+        by_index = {link.ifindex: link for link in links}
+        hosts = tuple(
+            sorted(
+                {
+                    h
+                    for iface in wg.interfaces
+                    for peer in iface.peers
+                    if peer.endpoint and (h := endpoint_host(peer.endpoint))
+                }
+            )
+        )
+        oifs = self.netlink.route_oifs(hosts)
+        wg_ifaces: list[WgInterface] = []
+        underlay_names: set[str] = set()
+        for iface in wg.interfaces:
+            names = sorted(
+                {
+                    by_index[oifs[h]].name
+                    for peer in iface.peers
+                    if peer.endpoint
+                    and (h := endpoint_host(peer.endpoint)) in oifs
+                    and oifs[h] in by_index
+                }
+            )
+            underlay_names.update(names)
+            wg_ifaces.append(replace(iface, underlays=tuple(names)))
+        underlays: tuple[Link, ...] = tuple(
+            link for link in links if link.name in underlay_names
+        )
+        devices = sorted(underlay_names)
+        knobs, knob_notes = read_knobs(self.paths, devices, self.nft)
+        host = HostCounters(
+            snmp=procfs.read_snmp(self.paths),
+            netstat=procfs.read_netstat(self.paths),
+            softnet=procfs.read_softnet(self.paths),
+            cpus=procfs.read_cpus(self.paths),
+            interrupts=procfs.read_interrupts(self.paths, devices),
+            conntrack=procfs.read_conntrack(self.paths),
+        )
+        return Snapshot(
+            taken_at=taken_at,
+            monotonic=monotonic,
+            netns=self.netns_id(),
+            interfaces=tuple(wg_ifaces),
+            underlays=underlays,
+            host=host,
+            knobs=knobs,
+            notes=wg.notes + knob_notes,
+            errors=wg.errors,
+        )

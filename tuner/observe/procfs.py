@@ -1,0 +1,147 @@
+"""Parsers and readers for the /proc files wg-tuner watches.
+
+The parsers are pure (text in, values out) so they are tested on recorded text; the
+``read_*`` functions only add the file access through HostPaths. A file that does not
+exist in this namespace or kernel yields an empty value, never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from tuner.model.cpumask import normalise_list
+from tuner.model.snapshot import Conntrack, CpuSoftnet, CpuTimes, Interrupt
+from tuner.observe.paths import HostPaths
+
+
+def _read(path: object) -> str | None:
+    try:
+        with open(str(path), encoding="ascii", errors="replace") as fh:
+            return fh.read()
+    except (FileNotFoundError, NotADirectoryError, PermissionError, OSError):
+        return None
+
+
+def parse_header_pairs(text: str) -> Mapping[str, Mapping[str, int]]:
+    """/proc/net/snmp and /proc/net/netstat: pairs of ``Proto: names`` / ``Proto: values``."""
+    out: dict[str, Mapping[str, int]] = {}
+    lines = text.splitlines()
+    for header, values in zip(lines[::2], lines[1::2], strict=False):
+        proto, _, names = header.partition(":")
+        vproto, _, nums = values.partition(":")
+        if proto != vproto:
+            continue
+        table: dict[str, int] = {}
+        for name, num in zip(names.split(), nums.split(), strict=False):
+            try:
+                table[name] = int(num)
+            except ValueError:
+                continue
+        out[proto.strip()] = MappingProxyType(table)
+    return MappingProxyType(out)
+
+
+def parse_softnet(text: str) -> tuple[CpuSoftnet, ...]:
+    """/proc/net/softnet_stat: hex columns per CPU (processed, dropped, time_squeeze, ...)."""
+    rows: list[CpuSoftnet] = []
+    for index, line in enumerate(text.splitlines()):
+        cols = line.split()
+        if len(cols) < 3:
+            continue
+        # Column 13 (since 5.10) is the CPU id; older kernels list online CPUs in order.
+        cpu = int(cols[12], 16) if len(cols) >= 13 else index
+        rows.append(CpuSoftnet(cpu, int(cols[0], 16), int(cols[1], 16), int(cols[2], 16)))
+    return tuple(rows)
+
+
+def parse_stat(text: str) -> tuple[CpuTimes, ...]:
+    """Per-core lines of /proc/stat (``cpuN user nice system idle iowait irq softirq steal``)."""
+    rows: list[CpuTimes] = []
+    for line in text.splitlines():
+        if not line.startswith("cpu") or line.startswith("cpu "):
+            continue
+        cols = line.split()
+        nums = [int(c) for c in cols[1:9]] + [0] * (8 - len(cols[1:9]))
+        rows.append(CpuTimes(int(cols[0][3:]), *nums))
+    return tuple(rows)
+
+
+def parse_interrupts(
+    text: str, devices: Iterable[str]
+) -> tuple[tuple[int, str, tuple[int, ...]], ...]:
+    """Numbered IRQ lines of /proc/interrupts whose action names one of ``devices``.
+
+    Returns (irq, action name, per-CPU counts). NIC queue IRQs are named after the
+    device (``eth0-TxRx-0``, ``eth0``), so matching the name prefix finds them.
+    """
+    wanted = tuple(d for d in devices if d)
+    lines = text.splitlines()
+    if not lines or not wanted:
+        return ()
+    ncpu = len(lines[0].split())
+    out: list[tuple[int, str, tuple[int, ...]]] = []
+    for line in lines[1:]:
+        label, _, rest = line.partition(":")
+        if not label.strip().isdigit():
+            continue
+        cols = rest.split()
+        counts = tuple(int(c) for c in cols[:ncpu] if c.isdigit())
+        name = cols[-1] if cols else ""
+        if any(name == d or name.startswith((f"{d}-", f"{d}:")) for d in wanted):
+            out.append((int(label), name, counts))
+    return tuple(out)
+
+
+def read_snmp(paths: HostPaths) -> Mapping[str, Mapping[str, int]]:
+    text = _read(paths.proc("net", "snmp"))
+    return parse_header_pairs(text) if text else MappingProxyType({})
+
+
+def read_netstat(paths: HostPaths) -> Mapping[str, Mapping[str, int]]:
+    text = _read(paths.proc("net", "netstat"))
+    return parse_header_pairs(text) if text else MappingProxyType({})
+
+
+def read_softnet(paths: HostPaths) -> tuple[CpuSoftnet, ...]:
+    text = _read(paths.proc("net", "softnet_stat"))
+    return parse_softnet(text) if text else ()
+
+
+def read_cpus(paths: HostPaths) -> tuple[CpuTimes, ...]:
+    text = _read(paths.proc("stat"))
+    return parse_stat(text) if text else ()
+
+
+def read_interrupts(paths: HostPaths, devices: Iterable[str]) -> tuple[Interrupt, ...]:
+    text = _read(paths.proc("interrupts"))
+    if not text:
+        return ()
+    out: list[Interrupt] = []
+    for irq, name, counts in parse_interrupts(text, devices):
+        affinity = _read(paths.proc("irq", str(irq), "smp_affinity_list"))
+        out.append(
+            Interrupt(irq, name, counts, normalise_list(affinity) if affinity else None)
+        )
+    return tuple(out)
+
+
+def read_conntrack(paths: HostPaths) -> Conntrack | None:
+    count = _read(paths.sysctl("net.netfilter.nf_conntrack_count"))
+    limit = _read(paths.sysctl("net.netfilter.nf_conntrack_max"))
+    if count is None or limit is None:
+        return None
+    try:
+        return Conntrack(int(count), int(limit))
+    except ValueError:
+        return None
+
+
+def normalise_sysctl(text: str) -> str:
+    """Sysctl text compared by value: whitespace runs collapse (``4096\\t131072`` == ``4096 131072``)."""
+    return " ".join(text.split())
+
+
+def read_sysctl(paths: HostPaths, key: str) -> str | None:
+    text = _read(paths.sysctl(key))
+    return None if text is None else normalise_sysctl(text)

@@ -1,0 +1,100 @@
+"""Find this namespace's WireGuard interfaces and read them with the right backend.
+
+The socket directory is shared by every network namespace, so the links of *this*
+namespace decide what is ours: a ``wireguard`` link is read over generic netlink, a
+``tun`` link with a socket of the same name over the config socket (as ``wg`` does).
+A socket without a link here belongs to another namespace and is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from tuner.adapters.genetlink import read_kernel_device
+from tuner.adapters.uapi import UapiClient, UapiDevice
+from tuner.errors import ObserveError, TunerError
+from tuner.model.snapshot import Implementation, Link, Peer, WgInterface
+
+log = structlog.get_logger("tuner.observe")
+
+
+def implementation_of(link: Link, uapi: UapiClient) -> Implementation | None:
+    if link.kind == "wireguard":
+        return Implementation.KERNEL
+    if link.kind == "tun" and uapi.has_socket(link.name):
+        return Implementation.USERSPACE
+    return None
+
+
+def to_peers(device: UapiDevice) -> tuple[Peer, ...]:
+    return tuple(
+        Peer(
+            public_key=p.public_key,
+            endpoint=p.endpoint,
+            allowed_ips=p.allowed_ips,
+            latest_handshake=p.latest_handshake,
+            rx_bytes=p.rx_bytes,
+            tx_bytes=p.tx_bytes,
+            persistent_keepalive=p.persistent_keepalive,
+        )
+        for p in device.peers
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WgReadResult:
+    interfaces: tuple[WgInterface, ...]
+    notes: tuple[str, ...]
+    errors: tuple[str, ...]
+
+
+class WireGuardReader:
+    def __init__(
+        self,
+        uapi: UapiClient,
+        kernel_reader: Callable[[str], UapiDevice] = read_kernel_device,
+        link_exists: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.uapi = uapi
+        self.kernel_reader = kernel_reader
+        self.link_exists = link_exists
+
+    def read(self, links: tuple[Link, ...], only: tuple[str, ...] = ()) -> WgReadResult:
+        found: list[WgInterface] = []
+        notes: list[str] = []
+        errors: list[str] = []
+        for link in links:
+            if only and link.name not in only:
+                continue
+            impl = implementation_of(link, self.uapi)
+            if impl is None:
+                continue
+            try:
+                device = (
+                    self.uapi.get(link.name)
+                    if impl is Implementation.USERSPACE
+                    else self.kernel_reader(link.name)
+                )
+            except TunerError as exc:
+                if self.link_exists is not None and not self.link_exists(link.name):
+                    log.info("observe.interface_vanished", interface=link.name)
+                    notes.append(f"{link.name}: vanished while being read")
+                    continue
+                log.warning("observe.interface_failed", interface=link.name, error=str(exc))
+                errors.append(str(exc) if isinstance(exc, ObserveError) else f"{link.name}: {exc}")
+                continue
+            found.append(
+                WgInterface(
+                    name=link.name,
+                    implementation=impl,
+                    public_key=device.public_key,
+                    listen_port=device.listen_port,
+                    fwmark=device.fwmark,
+                    link=link,
+                    peers=to_peers(device),
+                )
+            )
+        return WgReadResult(tuple(found), tuple(notes), tuple(errors))
