@@ -13,12 +13,19 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from tuner import __version__
+from tuner.adapters.nft import Nft
 from tuner.errors import TunerError, UsageError
 from tuner.exporters import logs
+from tuner.exporters.metrics import render, write_textfile
+from tuner.exporters.snapshot_json import snapshot_to_data
+from tuner.exporters.status import render_text
+from tuner.model.rates import rates
+from tuner.observe.collector import Observer
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -78,22 +85,13 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
-def _observer() -> object:
-    from tuner.adapters.nft import Nft
-    from tuner.observe.collector import Observer
-
+def _observer() -> Observer:
     return Observer(nft=Nft())
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from tuner.exporters.snapshot_json import snapshot_to_data
-    from tuner.exporters.status import render_text
-    from tuner.model.rates import rates
-    from tuner.observe.collector import Observer
-
     require_root("wg-tuner status")
     observer = _observer()
-    assert isinstance(observer, Observer)
     only = tuple(args.interface or ())
     first = observer.observe(only)
     rate = None
@@ -111,13 +109,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from tuner.exporters.metrics import render, write_textfile
-    from tuner.observe.collector import Observer
-
     require_root("wg-tuner metrics")
-    observer = _observer()
-    assert isinstance(observer, Observer)
-    snapshot = observer.observe()
+    snapshot = _observer().observe()
     if args.textfile:
         write_textfile(snapshot, args.textfile)
         log.info("metrics.written", path=str(args.textfile))
@@ -133,8 +126,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
     lab = Lab(args.prefix, args.state_dir)
     if args.lab_cmd == "up":
         lab.up()
-        print(f"lab {args.prefix} is up: hosts {lab.topo.a.netns} and {lab.topo.b.netns}, "
-              f"router {lab.topo.router}")
+        print(
+            f"lab {args.prefix} is up: hosts {lab.topo.a.netns} and {lab.topo.b.netns}, "
+            f"router {lab.topo.router}"
+        )
         print(f"try: ip netns exec {lab.topo.a.netns} wg-tuner status")
     elif args.lab_cmd == "down":
         print(f"lab {args.prefix} removed" if lab.down() else f"lab {args.prefix} is not up")
@@ -166,29 +161,29 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_lab_status(data: dict[str, object]) -> None:
+def _print_lab_status(data: dict[str, Any]) -> None:
     if not data.get("up"):
         print(f"lab {data['prefix']} is not up")
         return
     print(f"lab {data['prefix']}")
     namespaces = data["namespaces"]
-    assert isinstance(namespaces, dict)
     for ns, exists in namespaces.items():
         print(f"  netns {ns}: {'present' if exists else 'MISSING'}")
     processes = data["processes"]
-    assert isinstance(processes, list)
     for proc in processes:
-        print(f"  {proc['what']} {proc['match']} pid {proc['pid']}: "
-              f"{'running' if proc['alive'] else 'NOT RUNNING'}")
+        print(
+            f"  {proc['what']} {proc['match']} pid {proc['pid']}: "
+            f"{'running' if proc['alive'] else 'NOT RUNNING'}"
+        )
     hosts = data["hosts"]
-    assert isinstance(hosts, dict)
     for role, host in hosts.items():
         hs = host.get("latest_handshake")
         age = f"{time.time() - hs:.0f}s ago" if hs else "never"
-        print(f"  host {role}: {host['interface']} {host['tunnel_address']} handshake {age}"
-              + (f" error {host['error']}" if "error" in host else ""))
+        print(
+            f"  host {role}: {host['interface']} {host['tunnel_address']} handshake {age}"
+            + (f" error {host['error']}" if "error" in host else "")
+        )
     faults = data["faults"]
-    assert isinstance(faults, dict)
     print("  faults: " + (", ".join(faults) if faults else "none"))
 
 
@@ -208,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    def add(
+        name: str, help_text: str, func: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         _common(p, top=False)
         p.set_defaults(func=func)
@@ -216,14 +213,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = add("status", "show WireGuard interfaces, peers and host health", cmd_status)
     status.add_argument("--format", choices=("text", "json"), default="text")
-    status.add_argument("--interface", action="append", metavar="NAME",
-                        help="only this interface (repeatable)")
-    status.add_argument("--sample", type=float, default=1.0, metavar="SECONDS",
-                        help="observe twice this far apart to show rates (0: once, no rates)")
+    status.add_argument(
+        "--interface", action="append", metavar="NAME", help="only this interface (repeatable)"
+    )
+    status.add_argument(
+        "--sample",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="observe twice this far apart to show rates (0: once, no rates)",
+    )
 
     metrics = add("metrics", "print Prometheus metrics or write a textfile", cmd_metrics)
-    metrics.add_argument("--textfile", type=Path, metavar="PATH",
-                         help="write atomically to PATH (node_exporter textfile collector)")
+    metrics.add_argument(
+        "--textfile",
+        type=Path,
+        metavar="PATH",
+        help="write atomically to PATH (node_exporter textfile collector)",
+    )
 
     add("validate", "check policy files", cmd_later("validate", "policies"))
     add("plan", "show what would change and why (dry-run)", cmd_later("plan", "policies"))

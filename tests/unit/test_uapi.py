@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 from tests.fakeuapi import PRIVATE_HEX, PSK_HEX, daemon, make_reply, peer_key_hex
 from tuner.adapters.uapi import (
+    GetParser,
     UapiClient,
     UapiErrno,
     UapiTimeout,
+    _generic_get,
     b64_to_hex,
     encode_set,
     hex_to_b64,
@@ -39,9 +41,10 @@ def test_rfc7748_vector() -> None:
 def test_parse_reply_fields_and_secrets_dropped() -> None:
     device = parse_get("wg0", make_reply(3).decode())
     assert device.listen_port == 51820
-    assert device.public_key == base64.b64encode(
-        public_from_private(bytes.fromhex(PRIVATE_HEX))
-    ).decode()
+    assert (
+        device.public_key
+        == base64.b64encode(public_from_private(bytes.fromhex(PRIVATE_HEX))).decode()
+    )
     assert len(device.peers) == 3
     peer = device.peers[1]
     assert peer.public_key == hex_to_b64(peer_key_hex(1))
@@ -141,3 +144,41 @@ def test_b64_hex_round_trip() -> None:
     assert b64_to_hex(key) == peer_key_hex(5)
     with pytest.raises(ValueError):
         b64_to_hex("AAAA")
+
+
+def fed(text: str, chunk: int) -> GetParser:
+    parser = GetParser("wg0")
+    data = text.encode()
+    for i in range(0, len(data), chunk):
+        parser.feed(data[i : i + chunk])
+    return parser
+
+
+@pytest.mark.parametrize("chunk", [1, 13, 1000, 1 << 20])
+def test_streaming_fast_path_agrees_with_generic_parser(chunk: int) -> None:
+    text = make_reply(120).decode()
+    parser = fed(text, chunk)
+    device = parser.finish()
+    assert parser._fast  # wireguard-go's layout stays on the fast path
+    assert device == _generic_get("wg0", text)
+
+
+def test_other_field_orders_take_the_generic_path() -> None:
+    # boringtun-style order: allowed_ip before the counters
+    text = (
+        f"private_key={PRIVATE_HEX}\nlisten_port=7\npublic_key={peer_key_hex(0)}\n"
+        "allowed_ip=10.0.0.9/32\nendpoint=192.0.2.9:1\nrx_bytes=3\ntx_bytes=4\n"
+        "last_handshake_time_sec=5\nlast_handshake_time_nsec=0\n"
+        "persistent_keepalive_interval=0\nerrno=0\n\n"
+    )
+    parser = fed(text, 1 << 20)
+    device = parser.finish()
+    assert not parser._fast
+    assert device.peers[0].allowed_ips == ("10.0.0.9/32",)
+    assert (device.peers[0].rx_bytes, device.peers[0].tx_bytes) == (3, 4)
+
+
+def test_garbage_between_peers_is_not_swallowed_by_the_fast_path() -> None:
+    text = make_reply(3).decode().replace("protocol_version=1\n", "garbage\n", 1)
+    with pytest.raises(ProtocolError):
+        parse_get("wg0", text)

@@ -1,1 +1,1 @@
-"""Clients for the outside protocols: WireGuard (UAPI socket, generic netlink), netlink, nftables."""
+"""Clients for outside protocols: WireGuard (UAPI, genetlink), netlink, nftables."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from tuner.adapters.uapi import UapiDevice, UapiPeer
+from tuner.adapters.uapi import UapiDevice
 from tuner.errors import ObserveError
+from tuner.model.snapshot import Peer
 
 
 class _Attrs(Protocol):
@@ -30,7 +31,7 @@ def _endpoint(value: Any) -> str | None:
     if not value:
         return None
     addr, port = value.get("addr"), value.get("port")
-    if not addr or addr in ("0.0.0.0", "::"):
+    if not addr or addr in ("0.0.0.0", "::"):  # noqa: S104 - the kernel's "no endpoint"
         return None
     return f"[{addr}]:{port}" if ":" in str(addr) else f"{addr}:{port}"
 
@@ -39,7 +40,7 @@ def device_from_messages(messages: Iterable[_Attrs]) -> UapiDevice:
     """Fold the (possibly multi-part) dump into one device; keys stay behind."""
     public_key: str | None = None
     listen_port = fwmark = 0
-    peers: dict[str, UapiPeer] = {}
+    peers: dict[str, Peer] = {}
     for msg in messages:
         public_key = _text(msg.get_attr("WGDEVICE_A_PUBLIC_KEY")) or public_key
         listen_port = msg.get_attr("WGDEVICE_A_LISTEN_PORT") or listen_port
@@ -55,7 +56,7 @@ def device_from_messages(messages: Iterable[_Attrs]) -> UapiDevice:
                 if ip.get("addr")
             )
             prev = peers.get(key)
-            peers[key] = UapiPeer(
+            peers[key] = Peer(
                 public_key=key,
                 endpoint=_endpoint(raw.get_attr("WGPEER_A_ENDPOINT")),
                 # A large peer's allowed IPs can span several messages.

@@ -7,14 +7,20 @@ else becomes an ObserveError.
 from __future__ import annotations
 
 import errno
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pyroute2.netlink.exceptions import NetlinkError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from tuner.errors import ObserveError, TransientObserveError
+from tuner.model.routes import Route, RouteTable
 from tuner.model.snapshot import Link, LinkCounters
+
+MAIN_TABLE = 254
+RTN_UNICAST = 1
 
 TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.ENOBUFS, errno.EINTR})
 
@@ -30,8 +36,17 @@ def _ipr() -> Iterator[Any]:
         ipr.close()
 
 
-def _classify(exc: OSError, what: str) -> ObserveError:
-    code = getattr(exc, "code", None) or exc.errno
+NetlinkFailure = (OSError, NetlinkError)
+"""pyroute2 raises NetlinkError (not an OSError) for errors the kernel answers with."""
+
+
+def _code(exc: BaseException) -> int | None:
+    code = getattr(exc, "code", None) or getattr(exc, "errno", None)
+    return int(code) if code is not None else None
+
+
+def _classify(exc: BaseException, what: str) -> ObserveError:
+    code = _code(exc)
     if code in TRANSIENT_ERRNOS:
         return TransientObserveError(f"{what}: transient netlink error {code}")
     return ObserveError(f"{what}: netlink error {code}")
@@ -74,7 +89,7 @@ class Netlink:
         try:
             with _ipr() as ipr:
                 return tuple(link_from_message(m) for m in ipr.get_links())
-        except OSError as exc:
+        except NetlinkFailure as exc:
             raise _classify(exc, "listing links") from exc
 
     @retry(
@@ -83,26 +98,42 @@ class Netlink:
         wait=wait_exponential(multiplier=0.05, max=0.5),
         reraise=True,
     )
-    def route_oifs(self, destinations: tuple[str, ...]) -> dict[str, int]:
-        """Output interface index of the route to each address (unroutable ones omitted)."""
-        out: dict[str, int] = {}
-        if not destinations:
-            return out
+    def routes(self) -> tuple[Route, ...]:
+        """Unicast routes of the main table, both families."""
+        out: list[Route] = []
         try:
             with _ipr() as ipr:
-                for dst in destinations:
-                    try:
-                        routes = ipr.route("get", dst=dst)
-                    except OSError as exc:
-                        code = getattr(exc, "code", None) or exc.errno
-                        if code in TRANSIENT_ERRNOS:
-                            raise
-                        continue  # unreachable destination: no underlay for it
-                    for route in routes:
-                        oif = route.get_attr("RTA_OIF")
-                        if oif:
-                            out[dst] = int(oif)
-                            break
-        except OSError as exc:
-            raise _classify(exc, "route lookup") from exc
+                for family in (socket.AF_INET, socket.AF_INET6):
+                    for msg in ipr.get_routes(family=family, table=MAIN_TABLE):
+                        if msg["type"] != RTN_UNICAST:
+                            continue
+                        oif = msg.get_attr("RTA_OIF")
+                        if not oif:
+                            hops = msg.get_attr("RTA_MULTIPATH") or ()
+                            oif = hops[0]["oif"] if hops else None
+                        if not oif:
+                            continue
+                        out.append(
+                            Route(
+                                family=family,
+                                dst=msg.get_attr("RTA_DST"),
+                                prefixlen=int(msg["dst_len"]),
+                                oif=int(oif),
+                                priority=int(msg.get_attr("RTA_PRIORITY") or 0),
+                            )
+                        )
+        except NetlinkFailure as exc:
+            raise _classify(exc, "route dump") from exc
+        return tuple(out)
+
+    def route_oifs(self, destinations: tuple[str, ...]) -> dict[str, int]:
+        """Output interface index of the route to each address (unroutable ones omitted)."""
+        if not destinations:
+            return {}
+        table = RouteTable(self.routes())
+        out: dict[str, int] = {}
+        for dst in destinations:
+            oif = table.lookup(dst)
+            if oif is not None:
+                out[dst] = oif
         return out

@@ -14,7 +14,7 @@ import binascii
 import re
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from tenacity import (
 
 from tuner.adapters.x25519 import public_from_private
 from tuner.errors import ObserveError, ProtocolError, TransientObserveError, TunerError
+from tuner.model.snapshot import Peer
 
 MAX_REPLY = 256 * 1024 * 1024
 """A reply larger than this is not a WireGuard device; refuse instead of eating memory."""
@@ -67,22 +68,11 @@ class UapiErrno(TunerError):
 
 
 @dataclass(frozen=True, slots=True)
-class UapiPeer:
-    public_key: str
-    endpoint: str | None
-    allowed_ips: tuple[str, ...]
-    latest_handshake: float
-    rx_bytes: int
-    tx_bytes: int
-    persistent_keepalive: int
-
-
-@dataclass(frozen=True, slots=True)
 class UapiDevice:
     public_key: str | None
     listen_port: int
     fwmark: int
-    peers: tuple[UapiPeer, ...]
+    peers: tuple[Peer, ...]
 
 
 def hex_to_b64(value: str) -> str:
@@ -100,41 +90,161 @@ def b64_to_hex(value: str) -> str:
     return raw.hex()
 
 
+_PEER_BLOCK = re.compile(
+    r"public_key=([0-9a-f]{64})\n"
+    r"(?:preshared_key=[0-9a-f]{64}\n)?"
+    r"(?:protocol_version=\d+\n)?"
+    r"(?:endpoint=([^\n]*)\n)?"
+    r"last_handshake_time_sec=(\d+)\n"
+    r"last_handshake_time_nsec=(\d+)\n"
+    r"tx_bytes=(\d+)\n"
+    r"rx_bytes=(\d+)\n"
+    r"persistent_keepalive_interval=(\d+)\n"
+    r"((?:allowed_ip=[^\n]*\n)*)"
+)
+"""One peer in wireguard-go's field order; lets a 10,000-peer reply parse in C-speed passes."""
+
+
+def _fast_peers(segment: str) -> list[Peer] | None:
+    """Peers of whole peer blocks in wireguard-go's exact layout, or None (use the generic parser).
+
+    Accepted only when every ``public_key=`` matched, every line is one ``key=value`` and
+    no ``allowed_ip`` line was skipped; anything unusual (another implementation's order,
+    garbage) returns None.
+    """
+    blocks = _PEER_BLOCK.findall(segment)
+    if len(blocks) != segment.count("public_key="):
+        return None
+    if segment.count("=") != segment.count("\n"):
+        return None
+    if segment.count("allowed_ip=") != sum([b[7].count("\n") for b in blocks]):
+        return None
+    b64 = base64.b64encode
+    fromhex = bytes.fromhex
+    return [
+        Peer(
+            b64(fromhex(key)).decode("ascii"),
+            endpoint or None,
+            tuple(allowed[11:-1].split("\nallowed_ip=")) if allowed else (),
+            int(sec) + int(nsec) / 1e9 if sec != "0" else 0.0,
+            int(rx),
+            int(tx),
+            int(keepalive),
+        )
+        for key, endpoint, sec, nsec, tx, rx, keepalive, allowed in blocks
+    ]
+
+
+class GetParser:
+    """Parses a ``get=1`` reply while it arrives, so parsing overlaps the daemon's writing.
+
+    Complete peer blocks are parsed chunk by chunk on the fast path; if any part of the
+    reply is not in wireguard-go's layout, ``finish`` parses the whole text generically.
+    """
+
+    def __init__(self, ifname: str) -> None:
+        self.ifname = ifname
+        self._parts: list[str] = []
+        self._pending = ""
+        self._head: str | None = None
+        self._peers: list[Peer] = []
+        self._fast = True
+
+    def feed(self, chunk: bytes) -> None:
+        try:
+            text = chunk.decode("ascii")
+        except UnicodeDecodeError:
+            raise ProtocolError(self.ifname, "reply is not ASCII") from None
+        self._parts.append(text)
+        if not self._fast:
+            return
+        pending = self._pending + text
+        if self._head is None:
+            first = pending.find("public_key=")
+            if first < 0:
+                self._pending = pending
+                return
+            self._head, pending = pending[:first], pending[first:]
+        cut = pending.rfind("\npublic_key=")
+        if cut > 0:
+            self._take(pending[: cut + 1])
+            pending = pending[cut + 1 :]
+        self._pending = pending
+
+    def _take(self, segment: str) -> None:
+        try:
+            peers = _fast_peers(segment)
+        except ValueError:
+            peers = None
+        if peers is None:
+            self._fast = False
+        else:
+            self._peers.extend(peers)
+
+    def finish(self) -> UapiDevice:
+        text = "".join(self._parts)
+        at = _check_errno(self.ifname, text)
+        if self._fast:
+            if self._head is None:  # no peers at all
+                self._head, self._pending = self._pending, ""
+            tail = self._pending[: len(self._pending) - (len(text) - at)]
+            if tail:
+                self._take(tail)
+        if not self._fast:
+            return _generic_get(self.ifname, text)
+        device = _generic_get(self.ifname, (self._head or "")[:at] + "errno=0\n\n")
+        return UapiDevice(device.public_key, device.listen_port, device.fwmark, tuple(self._peers))
+
+
 def parse_get(ifname: str, text: str) -> UapiDevice:
-    """Parse a ``get=1`` reply. Secrets are dropped here and go no further."""
-    lines = text.split("\n")
-    # The reply ends "errno=N\n\n": the split leaves two empty strings behind it.
-    if len(lines) < 3 or lines[-1] or lines[-2] or not lines[-3].startswith("errno="):
+    """Parse a whole ``get=1`` reply. Secrets are dropped here and go no further."""
+    parser = GetParser(ifname)
+    parser.feed(text.encode("ascii", errors="replace"))
+    return parser.finish()
+
+
+def _check_errno(ifname: str, text: str) -> int:
+    """Offset of the trailing ``errno=N``; raises unless the reply ends with errno 0."""
+    if not text.endswith("\n\n"):
+        raise ProtocolError(ifname, "reply does not end with errno")
+    at = text.rfind("errno=")
+    if at < 0 or (at and text[at - 1] != "\n") or "\n" in text[at:-2]:
         raise ProtocolError(ifname, "reply does not end with errno")
     try:
-        errno = int(lines[-3][6:])
+        errno = int(text[at + 6 : -2])
     except ValueError:
         raise ProtocolError(ifname, "errno is not a number") from None
     if errno:
         raise UapiErrno(ifname, errno)
+    return at
+
+
+def _generic_get(ifname: str, text: str) -> UapiDevice:
+    """Any field order (boringtun, future versions): one line at a time."""
+    at = _check_errno(ifname, text)
     public_key: str | None = None
     listen_port = fwmark = 0
-    peers: list[UapiPeer] = []
-    peer: dict[str, object] | None = None
+    peers: list[Peer] = []
+    current: dict[str, str] | None = None
     allowed: list[str] = []
 
     def finish() -> None:
-        if peer is not None:
+        if current is not None:
             peers.append(
-                UapiPeer(
-                    public_key=str(peer["public_key"]),
-                    endpoint=peer.get("endpoint"),  # type: ignore[arg-type]
+                Peer(
+                    public_key=current["public_key"],
+                    endpoint=current.get("endpoint"),
                     allowed_ips=tuple(allowed),
-                    latest_handshake=float(peer.get("hs_sec", 0))  # type: ignore[arg-type]
-                    + float(peer.get("hs_nsec", 0)) / 1e9,  # type: ignore[arg-type]
-                    rx_bytes=int(peer.get("rx", 0)),  # type: ignore[call-overload]
-                    tx_bytes=int(peer.get("tx", 0)),  # type: ignore[call-overload]
-                    persistent_keepalive=int(peer.get("ka", 0)),  # type: ignore[call-overload]
+                    latest_handshake=int(current.get("last_handshake_time_sec", "0"))
+                    + int(current.get("last_handshake_time_nsec", "0")) / 1e9,
+                    rx_bytes=int(current.get("rx_bytes", "0")),
+                    tx_bytes=int(current.get("tx_bytes", "0")),
+                    persistent_keepalive=int(current.get("persistent_keepalive_interval", "0")),
                 )
             )
 
     try:
-        for line in lines[:-3]:
+        for line in text[:at].split("\n")[:-1]:
             key, sep, value = line.partition("=")
             if not sep:
                 raise ProtocolError(ifname, "line without '='")
@@ -142,26 +252,16 @@ def parse_get(ifname: str, text: str) -> UapiDevice:
                 allowed.append(value)
             elif key == "public_key":
                 finish()
-                peer = {"public_key": hex_to_b64(value)}
+                current = {"public_key": hex_to_b64(value)}
                 allowed = []
-            elif peer is not None:
-                if key == "endpoint":
-                    peer["endpoint"] = value
-                elif key == "last_handshake_time_sec":
-                    peer["hs_sec"] = int(value)
-                elif key == "last_handshake_time_nsec":
-                    peer["hs_nsec"] = int(value)
-                elif key == "rx_bytes":
-                    peer["rx"] = int(value)
-                elif key == "tx_bytes":
-                    peer["tx"] = int(value)
-                elif key == "persistent_keepalive_interval":
-                    peer["ka"] = int(value)
-                # preshared_key, protocol_version and unknown keys are ignored on purpose.
+            elif current is not None:
+                # preshared_key is never kept; protocol_version and unknown keys are ignored.
+                if key in _PEER_FIELDS:
+                    current[key] = value
             elif key == "private_key":
-                public_key = base64.b64encode(
-                    public_from_private(bytes.fromhex(value))
-                ).decode("ascii")
+                public_key = base64.b64encode(public_from_private(bytes.fromhex(value))).decode(
+                    "ascii"
+                )
             elif key == "listen_port":
                 listen_port = int(value)
             elif key == "fwmark":
@@ -171,6 +271,18 @@ def parse_get(ifname: str, text: str) -> UapiDevice:
         # Never echo the value: it may be a key.
         raise ProtocolError(ifname, "malformed value in reply") from None
     return UapiDevice(public_key, listen_port, fwmark, tuple(peers))
+
+
+_PEER_FIELDS = frozenset(
+    {
+        "endpoint",
+        "last_handshake_time_sec",
+        "last_handshake_time_nsec",
+        "rx_bytes",
+        "tx_bytes",
+        "persistent_keepalive_interval",
+    }
+)
 
 
 def encode_set(ifname: str, items: Sequence[tuple[str, str]]) -> bytes:
@@ -199,12 +311,9 @@ class UapiClient:
         return self.socket_path(ifname).is_socket()
 
     def get(self, ifname: str) -> UapiDevice:
-        raw = self._request(ifname, b"get=1\n\n")
-        try:
-            text = raw.decode("ascii")
-        except UnicodeDecodeError:
-            raise ProtocolError(ifname, "reply is not ASCII") from None
-        return parse_get(ifname, text)
+        parser = GetParser(ifname)
+        self._exchange(ifname, b"get=1\n\n", parser.feed)
+        return parser.finish()
 
     def set(self, ifname: str, items: Sequence[tuple[str, str]]) -> None:
         raw = self._request(ifname, encode_set(ifname, items))
@@ -218,44 +327,62 @@ class UapiClient:
         if errno:
             raise UapiErrno(ifname, errno)
 
+    def _request(self, ifname: str, payload: bytes) -> bytes:
+        chunks: list[bytes] = []
+        self._exchange(ifname, payload, chunks.append)
+        return b"".join(chunks)
+
     @retry(
         retry=retry_if_exception_type(TransientObserveError),
         stop=stop_after_attempt(3),
         wait=wait_exponential(multiplier=0.05, max=0.5),
         reraise=True,
     )
-    def _request(self, ifname: str, payload: bytes) -> bytes:
-        deadline = time.monotonic() + self.timeout
+    def _connect(self, ifname: str) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
         try:
-            sock.settimeout(self.timeout)
-            try:
-                sock.connect(str(self.socket_path(ifname)))
-            except (ConnectionRefusedError, BlockingIOError) as exc:
-                raise TransientObserveError(f"{ifname}: config socket busy") from exc
-            except FileNotFoundError as exc:
-                raise ObserveError(f"{ifname}: no config socket") from exc
+            sock.connect(str(self.socket_path(ifname)))
+        except (ConnectionRefusedError, BlockingIOError) as exc:
+            sock.close()
+            raise TransientObserveError(f"{ifname}: config socket busy") from exc
+        except FileNotFoundError as exc:
+            sock.close()
+            raise ObserveError(f"{ifname}: no config socket") from exc
+        except TimeoutError as exc:
+            sock.close()
+            raise UapiTimeout(f"{ifname}: config socket timed out") from exc
+        except OSError as exc:
+            sock.close()
+            raise ObserveError(f"{ifname}: config socket: {exc.strerror}") from exc
+        return sock
+
+    def _exchange(self, ifname: str, payload: bytes, sink: Callable[[bytes], None]) -> None:
+        """Send ``payload`` and hand each received chunk to ``sink`` until the blank line."""
+        deadline = time.monotonic() + self.timeout
+        sock = self._connect(ifname)
+        size = 0
+        tail = b""
+        try:
             sock.sendall(payload)
-            chunks: list[bytes] = []
-            size = 0
-            tail = b""
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise UapiTimeout(f"{ifname}: config socket timed out")
                 sock.settimeout(remaining)
-                chunk = sock.recv(1 << 20)
+                chunk = sock.recv(1 << 18)
                 if not chunk:
-                    break
-                chunks.append(chunk)
+                    return
                 size += len(chunk)
                 if size > MAX_REPLY:
                     raise ProtocolError(ifname, "reply too large")
+                sink(chunk)
                 tail = (tail + chunk)[-2:]
                 if tail == b"\n\n":
-                    break
+                    return
         except TimeoutError as exc:
             raise UapiTimeout(f"{ifname}: config socket timed out") from exc
+        except OSError as exc:
+            raise ObserveError(f"{ifname}: config socket: {exc.strerror}") from exc
         finally:
             sock.close()
-        return b"".join(chunks)

@@ -43,9 +43,7 @@ class SnapshotCollector(Collector):
     @staticmethod
     def _peers(snap: Snapshot) -> Iterator[Metric]:
         labels = ["interface", "public_key", "allowed_ips"]
-        sent = CounterMetricFamily(
-            "wireguard_sent_bytes", "Bytes sent to the peer", labels=labels
-        )
+        sent = CounterMetricFamily("wireguard_sent_bytes", "Bytes sent to the peer", labels=labels)
         received = CounterMetricFamily(
             "wireguard_received_bytes", "Bytes received from the peer", labels=labels
         )

@@ -110,7 +110,10 @@ def _lines(snapshot: Snapshot, rates: Rates | None) -> Iterator[str]:
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         for row in rows:
-            yield "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            yield (
+                "  "
+                + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            )
     host = snapshot.host
     yield ""
     parts = []

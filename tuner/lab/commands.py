@@ -22,7 +22,9 @@ REQUIRED = {
 
 
 def missing_tools() -> list[str]:
-    return [f"{tool} (apt package {pkg})" for tool, pkg in REQUIRED.items() if not shutil.which(tool)]
+    return [
+        f"{tool} (apt package {pkg})" for tool, pkg in REQUIRED.items() if not shutil.which(tool)
+    ]
 
 
 def run(argv: Sequence[str], *, input_text: str | None = None, check: bool = True) -> str:

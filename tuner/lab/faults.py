@@ -67,10 +67,11 @@ def mtu_blackhole_on(topo: Topology, mtu: int = 1400) -> dict[str, Any]:
                     "lab_mtu",
                     "out",
                     [
-                        _match({"payload": {"protocol": "icmp", "field": "type"}},
-                               "destination-unreachable"),
-                        _match({"payload": {"protocol": "icmp", "field": "code"}},
-                               "frag-needed"),
+                        _match(
+                            {"payload": {"protocol": "icmp", "field": "type"}},
+                            "destination-unreachable",
+                        ),
+                        _match({"payload": {"protocol": "icmp", "field": "code"}}, "frag-needed"),
                         {"drop": None},
                     ],
                 )
@@ -137,8 +138,21 @@ def nat_timeout_off(topo: Topology, params: dict[str, Any]) -> None:
 def _has_netem(topo: Topology) -> bool:
     """Whether this kernel has sch_netem (some minimal kernels do not)."""
     try:
-        run(["tc", "-n", topo.router, "qdisc", "add", "dev", topo.router_b, "root", "netem",
-             "delay", "0ms"])
+        run(
+            [
+                "tc",
+                "-n",
+                topo.router,
+                "qdisc",
+                "add",
+                "dev",
+                topo.router_b,
+                "root",
+                "netem",
+                "delay",
+                "0ms",
+            ]
+        )
     except LabError:
         return False
     run(["tc", "-n", topo.router, "qdisc", "del", "dev", topo.router_b, "root"], check=False)
@@ -150,8 +164,19 @@ def loss_on(topo: Topology, percent: float = 5.0, delay_ms: int = 0) -> dict[str
         raise LabError("loss percent must be in (0, 100]")
     if _has_netem(topo):
         for dev in (topo.router_a, topo.router_b):
-            argv = ["tc", "-n", topo.router, "qdisc", "add", "dev", dev, "root", "netem",
-                    "loss", f"{percent}%"]
+            argv = [
+                "tc",
+                "-n",
+                topo.router,
+                "qdisc",
+                "add",
+                "dev",
+                dev,
+                "root",
+                "netem",
+                "loss",
+                f"{percent}%",
+            ]
             if delay_ms:
                 argv += ["delay", f"{delay_ms}ms"]
             run(argv)
@@ -170,8 +195,11 @@ def loss_on(topo: Topology, percent: float = 5.0, delay_ms: int = 0) -> dict[str
                     "lab_loss",
                     "fwd",
                     [
-                        _match({"numgen": {"mode": "random", "mod": 1000, "offset": 0}},
-                               per_mille, op="<"),
+                        _match(
+                            {"numgen": {"mode": "random", "mod": 1000, "offset": 0}},
+                            per_mille,
+                            op="<",
+                        ),
                         {"drop": None},
                     ],
                 )
@@ -195,11 +223,7 @@ def down_on(topo: Topology) -> dict[str, Any]:
         [
             {"add": _table("lab_down")},
             {"add": _chain("lab_down", "fwd", "filter", "forward", -20)},
-            {
-                "add": _rule(
-                    "lab_down", "fwd", [_match(_meta("l4proto"), "udp"), {"drop": None}]
-                )
-            },
+            {"add": _rule("lab_down", "fwd", [_match(_meta("l4proto"), "udp"), {"drop": None}])},
         ],
     )
     return {}

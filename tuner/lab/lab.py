@@ -7,7 +7,7 @@ are killed by the PIDs we started, after checking the PID still runs what we sta
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import json
 import os
 import secrets
@@ -84,10 +84,8 @@ def _pid_runs(pid: int, needle: str) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _stop_process(pid: int, needle: str, timeout: float = 5.0) -> None:
@@ -111,6 +109,9 @@ class Lab:
         self.state_dir = state_dir
         self.record_path = state_dir / "lab" / f"{prefix}.json"
         self.uapi = UapiClient(WG_SOCKET_DIR, timeout=3.0)
+        # Daemons this object started, kept so they can be waited for (no zombies when
+        # the lab lives inside a long-running process such as the test session).
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     # -- record -------------------------------------------------------------
     def load(self) -> Record | None:
@@ -135,7 +136,9 @@ class Lab:
         if self.load() is not None:
             raise LabError(f"lab {self.topo.prefix} is already up (run 'wg-tuner lab down')")
         clash = [ns for ns in self.topo.namespaces if (NETNS_DIR / ns).exists()]
-        clash += [h.wg for h in (self.topo.a, self.topo.b) if (WG_SOCKET_DIR / f"{h.wg}.sock").exists()]
+        clash += [
+            h.wg for h in (self.topo.a, self.topo.b) if (WG_SOCKET_DIR / f"{h.wg}.sock").exists()
+        ]
         if clash:
             raise LabError(f"names already in use, not ours to touch: {', '.join(clash)}")
         record = Record(self.topo.prefix, [], [], [], {})
@@ -163,20 +166,65 @@ class Lab:
             self._start_wireguard(record, host)
         self._configure_tunnel()
         for host in (topo.a, topo.b):
-            run(["ip", "-n", host.netns, "addr", "add",
-                 f"{host.tunnel_addr}/{TUNNEL_PREFIXLEN}", "dev", host.wg])
+            run(
+                [
+                    "ip",
+                    "-n",
+                    host.netns,
+                    "addr",
+                    "add",
+                    f"{host.tunnel_addr}/{TUNNEL_PREFIXLEN}",
+                    "dev",
+                    host.wg,
+                ]
+            )
             run(["ip", "-n", host.netns, "link", "set", host.wg, "up"])
         self.kick("a")
         self.wait_handshake(timeout=10.0)
 
     def _wire(self, host: Host, router_end: str) -> None:
         topo = self.topo
-        run(["ip", "link", "add", host.veth, "netns", host.netns, "type", "veth",
-             "peer", "name", router_end, "netns", topo.router])
-        run(["ip", "-n", host.netns, "addr", "add",
-             f"{host.underlay_addr}/{UNDERLAY_PREFIXLEN}", "dev", host.veth])
-        run(["ip", "-n", topo.router, "addr", "add",
-             f"{host.gateway}/{UNDERLAY_PREFIXLEN}", "dev", router_end])
+        run(
+            [
+                "ip",
+                "link",
+                "add",
+                host.veth,
+                "netns",
+                host.netns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                router_end,
+                "netns",
+                topo.router,
+            ]
+        )
+        run(
+            [
+                "ip",
+                "-n",
+                host.netns,
+                "addr",
+                "add",
+                f"{host.underlay_addr}/{UNDERLAY_PREFIXLEN}",
+                "dev",
+                host.veth,
+            ]
+        )
+        run(
+            [
+                "ip",
+                "-n",
+                topo.router,
+                "addr",
+                "add",
+                f"{host.gateway}/{UNDERLAY_PREFIXLEN}",
+                "dev",
+                router_end,
+            ]
+        )
         run(["ip", "-n", host.netns, "link", "set", host.veth, "up"])
         run(["ip", "-n", topo.router, "link", "set", router_end, "up"])
         run(["ip", "-n", host.netns, "route", "add", "default", "via", host.gateway])
@@ -194,6 +242,7 @@ class Lab:
                 env=env,
                 start_new_session=True,
             )
+        self._children[proc.pid] = proc
         record.processes.append({"pid": proc.pid, "match": host.wg, "what": "wireguard-go"})
         record.sockets.append(host.wg)
         self.save(record)
@@ -225,8 +274,11 @@ class Lab:
     def kick(self, role: str) -> None:
         host = self.topo.host(role)
         other = self.topo.b if role == "a" else self.topo.a
-        run(in_netns(host.netns, [sys.executable, "-m", "tuner.lab.traffic", "kick",
-                                  other.tunnel_addr]))
+        run(
+            in_netns(
+                host.netns, [sys.executable, "-m", "tuner.lab.traffic", "kick", other.tunnel_addr]
+            )
+        )
 
     def wait_handshake(self, timeout: float) -> float:
         deadline = time.monotonic() + timeout
@@ -248,7 +300,11 @@ class Lab:
         if record is None:
             return False
         for proc in reversed(record.processes):
-            _stop_process(int(proc["pid"]), str(proc["match"]))
+            pid = int(proc["pid"])
+            _stop_process(pid, str(proc["match"]))
+            child = self._children.pop(pid, None)
+            if child is not None:
+                child.wait(timeout=5)
         for ns in reversed(record.namespaces):
             if (NETNS_DIR / ns).exists():
                 run(["ip", "netns", "del", ns], check=False)
@@ -279,9 +335,9 @@ class Lab:
             applied = FAULT_ON[name](self.topo, **params)
             record.faults[name] = applied
         else:
-            applied = record.faults.pop(name, None) or {}
-            if applied or name in FAULT_OFF:
-                FAULT_OFF[name](self.topo, applied)
+            # Switching off a fault that is not on still cleans up after a crashed "on".
+            applied = record.faults.pop(name, {})
+            FAULT_OFF[name](self.topo, applied)
         self.save(record)
         log.info("lab.fault", fault=name, on=on)
         return applied
@@ -299,8 +355,11 @@ class Lab:
             return {"prefix": self.topo.prefix, "up": False}
         hosts: dict[str, Any] = {}
         for host in (self.topo.a, self.topo.b):
-            entry: dict[str, Any] = {"netns": host.netns, "interface": host.wg,
-                                     "tunnel_address": host.tunnel_addr}
+            entry: dict[str, Any] = {
+                "netns": host.netns,
+                "interface": host.wg,
+                "tunnel_address": host.tunnel_addr,
+            }
             try:
                 device = self.uapi.get(host.wg)
                 peer = device.peers[0] if device.peers else None
@@ -314,8 +373,7 @@ class Lab:
             "up": True,
             "namespaces": {ns: (NETNS_DIR / ns).exists() for ns in record.namespaces},
             "processes": [
-                {**p, "alive": _pid_runs(int(p["pid"]), str(p["match"]))}
-                for p in record.processes
+                {**p, "alive": _pid_runs(int(p["pid"]), str(p["match"]))} for p in record.processes
             ],
             "faults": record.faults,
             "hosts": hosts,
@@ -336,8 +394,19 @@ class Lab:
             time.sleep(0.3)
             try:
                 proc = subprocess.run(
-                    in_netns(src.netns, ["iperf3", "-c", dst.tunnel_addr, "-J",
-                                         "-t", str(seconds), "--connect-timeout", "3000"]),
+                    in_netns(
+                        src.netns,
+                        [
+                            "iperf3",
+                            "-c",
+                            dst.tunnel_addr,
+                            "-J",
+                            "-t",
+                            str(seconds),
+                            "--connect-timeout",
+                            "3000",
+                        ],
+                    ),
                     capture_output=True,
                     text=True,
                     timeout=seconds + 15,
@@ -365,7 +434,3 @@ class Lab:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
-
-
-def public_key_b64(private: bytes) -> str:
-    return base64.b64encode(public_from_private(private)).decode("ascii")

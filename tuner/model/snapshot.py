@@ -13,6 +13,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+
 def frozen_map(values: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     """A read-only view of a copy of ``values`` (so a Snapshot cannot be mutated)."""
     return MappingProxyType(dict(values or {}))

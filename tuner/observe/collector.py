@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from tuner.adapters.nft import Nft
 from tuner.adapters.netlink import Netlink
+from tuner.adapters.nft import Nft
 from tuner.adapters.uapi import UapiClient
 from tuner.model.snapshot import HostCounters, Link, Snapshot, WgInterface
 from tuner.observe import procfs
@@ -30,6 +30,7 @@ def endpoint_host(endpoint: str) -> str | None:
 class Observer:
     def __init__(
         self,
+        *,
         paths: HostPaths | None = None,
         netlink: Netlink | None = None,
         uapi: UapiClient | None = None,
@@ -86,9 +87,7 @@ class Observer:
             )
             underlay_names.update(names)
             wg_ifaces.append(replace(iface, underlays=tuple(names)))
-        underlays: tuple[Link, ...] = tuple(
-            link for link in links if link.name in underlay_names
-        )
+        underlays: tuple[Link, ...] = tuple(link for link in links if link.name in underlay_names)
         devices = sorted(underlay_names)
         knobs, knob_notes = read_knobs(self.paths, devices, self.nft)
         host = HostCounters(

@@ -13,7 +13,9 @@ from tuner.observe.paths import HostPaths
 from tuner.observe.procfs import read_sysctl
 
 
-def read_queue_masks(paths: HostPaths, devices: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+def read_queue_masks(
+    paths: HostPaths, devices: Iterable[str]
+) -> tuple[dict[str, str], dict[str, str]]:
     """RPS (rx-N/rps_cpus) and XPS (tx-N/xps_cpus) masks, normalised to CPU lists."""
     rps: dict[str, str] = {}
     xps: dict[str, str] = {}

@@ -120,9 +120,7 @@ def read_interrupts(paths: HostPaths, devices: Iterable[str]) -> tuple[Interrupt
     out: list[Interrupt] = []
     for irq, name, counts in parse_interrupts(text, devices):
         affinity = _read(paths.proc("irq", str(irq), "smp_affinity_list"))
-        out.append(
-            Interrupt(irq, name, counts, normalise_list(affinity) if affinity else None)
-        )
+        out.append(Interrupt(irq, name, counts, normalise_list(affinity) if affinity else None))
     return tuple(out)
 
 
@@ -138,7 +136,7 @@ def read_conntrack(paths: HostPaths) -> Conntrack | None:
 
 
 def normalise_sysctl(text: str) -> str:
-    """Sysctl text compared by value: whitespace runs collapse (``4096\\t131072`` == ``4096 131072``)."""
+    """Sysctl text compared by value: ``4096\\t131072`` equals ``4096 131072``."""
     return " ".join(text.split())
 
 

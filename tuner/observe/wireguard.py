@@ -16,7 +16,7 @@ import structlog
 from tuner.adapters.genetlink import read_kernel_device
 from tuner.adapters.uapi import UapiClient, UapiDevice
 from tuner.errors import ObserveError, TunerError
-from tuner.model.snapshot import Implementation, Link, Peer, WgInterface
+from tuner.model.snapshot import Implementation, Link, WgInterface
 
 log = structlog.get_logger("tuner.observe")
 
@@ -27,21 +27,6 @@ def implementation_of(link: Link, uapi: UapiClient) -> Implementation | None:
     if link.kind == "tun" and uapi.has_socket(link.name):
         return Implementation.USERSPACE
     return None
-
-
-def to_peers(device: UapiDevice) -> tuple[Peer, ...]:
-    return tuple(
-        Peer(
-            public_key=p.public_key,
-            endpoint=p.endpoint,
-            allowed_ips=p.allowed_ips,
-            latest_handshake=p.latest_handshake,
-            rx_bytes=p.rx_bytes,
-            tx_bytes=p.tx_bytes,
-            persistent_keepalive=p.persistent_keepalive,
-        )
-        for p in device.peers
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +79,7 @@ class WireGuardReader:
                     listen_port=device.listen_port,
                     fwmark=device.fwmark,
                     link=link,
-                    peers=to_peers(device),
+                    peers=device.peers,
                 )
             )
         return WgReadResult(tuple(found), tuple(notes), tuple(errors))

@@ -1,0 +1,79 @@
+"""The CLI contract: options on every command, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.conftest import WG_TUNER, cli
+from tuner import __version__
+from tuner.cli import build_parser, default_policies
+
+
+def test_version() -> None:
+    proc = cli(["--version"])
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"wg-tuner {__version__}"
+
+
+def test_unknown_command_exits_2_with_one_error_line() -> None:
+    proc = cli(["frobnicate"])
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "frobnicate" in errors[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_option_exits_2() -> None:
+    proc = cli(["status", "--format", "yaml"])
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "command", ["status", "metrics", "validate", "plan", "apply", "run", "rollback", "history"]
+)
+def test_every_command_accepts_the_common_options(command: str) -> None:
+    args = build_parser().parse_args(
+        [command, "--state-dir", "/x", "--policies", "/p", "--log-format", "json"]
+    )
+    assert str(args.state_dir) == "/x"
+    assert str(args.policies) == "/p"
+    assert args.log_format == "json"
+
+
+def test_common_options_before_the_command_are_kept() -> None:
+    args = build_parser().parse_args(["--state-dir", "/y", "status"])
+    assert str(args.state_dir) == "/y"
+
+
+def test_state_dir_and_policies_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WG_TUNER_STATE_DIR", "/env/state")
+    monkeypatch.setenv("WG_TUNER_POLICIES", "/env/policies")
+    args = build_parser().parse_args(["status"])
+    assert str(args.state_dir) == "/env/state"
+    assert str(default_policies()) == "/env/policies"
+
+
+def test_not_root_is_a_clear_error() -> None:
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is required"
+    import subprocess
+
+    proc = subprocess.run(
+        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", WG_TUNER, "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "needs root" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_later_commands_say_they_are_not_available() -> None:
+    proc = cli(["plan"])
+    assert proc.returncode == 1
+    assert "not available" in proc.stderr and "Traceback" not in proc.stderr

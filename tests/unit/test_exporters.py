@@ -1,0 +1,79 @@
+"""Status text/JSON and Prometheus exposition from a recorded snapshot."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.fakehost import build_tree
+from tests.fakeuapi import PRIVATE_HEX, PSK_HEX, daemon, make_reply
+from tests.unit.test_observer import FakeNetlink, link, observer
+from tuner.exporters.metrics import render, write_textfile
+from tuner.exporters.snapshot_json import snapshot_to_data
+from tuner.exporters.status import render_text
+from tuner.model.rates import rates
+from tuner.model.snapshot import Snapshot
+from tuner.observe.paths import HostPaths
+
+
+@pytest.fixture
+def snaps(tmp_path: Path) -> tuple[Snapshot, Snapshot]:
+    paths = HostPaths.under(build_tree(tmp_path))
+    nl = FakeNetlink([link("wg0", 2, "tun"), link("eth0", 3, "veth")], {"198.51.0.1": 3})
+    with daemon(paths.wg_socket_dir, "wg0", make_reply(3, handshake=1_699_999_000)):
+        obs = observer(paths, nl)
+        first = obs.observe()
+        second = obs.observe()
+    return first, second
+
+
+def test_metrics_use_wireguard_exporter_names(snaps: tuple[Snapshot, Snapshot]) -> None:
+    text = render(snaps[1])
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    sent = families["wireguard_sent_bytes"]
+    labels = sent.samples[1].labels
+    assert set(labels) == {"interface", "public_key", "allowed_ips"}
+    assert labels["allowed_ips"] == "10.0.0.1/32,fd00::1/128"
+    assert sent.samples[1].value == 1000
+    assert "wireguard_received_bytes" in families
+    assert "wireguard_latest_handshake_seconds" in families
+    host = [n for n in families if not n.startswith("wireguard_")]
+    assert host and all(n.startswith("wg_tuner_") for n in host)
+    udp = [
+        s
+        for s in families["wg_tuner_snmp_counter"].samples
+        if s.labels["counter"] == "RcvbufErrors"
+    ]
+    assert udp[0].value == 15
+    assert PRIVATE_HEX not in text and PSK_HEX not in text
+
+
+def test_textfile_is_written_atomically(snaps: tuple[Snapshot, Snapshot], tmp_path: Path) -> None:
+    target = tmp_path / "out" / "wg_tuner.prom"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    inode = os.stat(target).st_ino
+    write_textfile(snaps[1], target)
+    assert os.stat(target).st_ino != inode  # replaced by rename, never rewritten in place
+    assert "wireguard_sent_bytes_total" in target.read_text()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["wg_tuner.prom"]
+
+
+def test_status_text_and_json(snaps: tuple[Snapshot, Snapshot]) -> None:
+    first, second = snaps
+    r = rates(first, second)
+    text = render_text(second, r)
+    assert "interface wg0 (userspace)" in text
+    assert "underlay eth0" in text
+    assert "conntrack 120/1000" in text
+    data = snapshot_to_data(second, r)
+    assert data["schema"] == "wg-tuner/snapshot/v1"
+    peer = data["interfaces"][0]["peers"][0]
+    assert peer["handshake_age"] == pytest.approx(second.taken_at - 1_699_999_000.5)
+    assert peer["rx_bps"] == 0.0
+    blob = json.dumps(data)
+    assert PRIVATE_HEX not in blob and PSK_HEX not in blob
