@@ -46,7 +46,9 @@ def main() -> int:
             ),
             args.repeat,
         ),
-        "socket_only_ms": median_ms(lambda: client._request(args.ifname, b"get=1\n\n"), args.repeat),
+        "socket_only_ms": median_ms(
+            lambda: client._request(args.ifname, b"get=1\n\n"), args.repeat
+        ),
         "parse_only_ms": median_ms(lambda: parse_get(args.ifname, text), args.repeat),
         "interface_read_ms": median_ms(lambda: client.get(args.ifname), args.repeat),
         "snapshot_ms": median_ms(lambda: observer.observe((args.ifname,)), args.repeat),

@@ -37,9 +37,22 @@ def add_peers(client: UapiClient, ifname: str, start: int, stop: int) -> None:
 
 def measure(netns: str, ifname: str, repeat: int) -> dict[str, float]:
     out = subprocess.run(
-        ["ip", "netns", "exec", netns, sys.executable, "-m", "bench.measure_read", ifname,
-         "--repeat", str(repeat)],
-        text=True, stdout=subprocess.PIPE, check=True, cwd=REPO,
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-m",
+            "bench.measure_read",
+            ifname,
+            "--repeat",
+            str(repeat),
+        ],
+        text=True,
+        stdout=subprocess.PIPE,
+        check=True,
+        cwd=REPO,
     ).stdout
     result: dict[str, float] = json.loads(out)
     return result
@@ -54,7 +67,9 @@ def read_benchmark(sizes: list[int], repeat: int) -> list[dict[str, float]]:
         env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
         proc = subprocess.Popen(
             ["ip", "netns", "exec", netns, "wireguard-go", "-f", ifname],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = UapiClient(SOCKETS, timeout=60)
         deadline = time.monotonic() + 10
@@ -62,8 +77,9 @@ def read_benchmark(sizes: list[int], repeat: int) -> list[dict[str, float]]:
             if time.monotonic() > deadline:
                 raise SystemExit("wireguard-go did not start")
             time.sleep(0.05)
-        client.set(ifname, [("private_key", secrets.token_bytes(32).hex()),
-                            ("listen_port", "51999")])
+        client.set(
+            ifname, [("private_key", secrets.token_bytes(32).hex()), ("listen_port", "51999")]
+        )
         rows, have = [], 0
         for size in sorted(sizes):
             add_peers(client, ifname, have, size)
@@ -79,8 +95,13 @@ def read_benchmark(sizes: list[int], repeat: int) -> list[dict[str, float]]:
 
 
 def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True, cwd=REPO, check=False)
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
     return out.stdout.strip() or "unknown"
 
 

@@ -30,17 +30,20 @@ def _to_int(family: int, address: str) -> int:
 
 class RouteTable:
     def __init__(self, routes: Iterable[Route]) -> None:
-        self._by_len: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
+        # (family, prefix length) -> {masked network: (oif, priority)}
+        self._by_len: dict[tuple[int, int], dict[int, tuple[int, int]]] = {}
         for route in routes:
             bits = 32 if route.family == socket.AF_INET else 128
             net = _to_int(route.family, route.dst) if route.dst else 0
             mask = ((1 << route.prefixlen) - 1) << (bits - route.prefixlen)
-            key = (route.family, net & mask)
-            table = self._by_len.setdefault(route.prefixlen, {})
-            best = table.get(key)
+            table = self._by_len.setdefault((route.family, route.prefixlen), {})
+            best = table.get(net & mask)
             if best is None or route.priority < best[1]:
-                table[key] = (route.oif, route.priority)
-        self._lengths = sorted(self._by_len, reverse=True)
+                table[net & mask] = (route.oif, route.priority)
+        self._lengths = {
+            family: sorted((n for f, n in self._by_len if f == family), reverse=True)
+            for family in (socket.AF_INET, socket.AF_INET6)
+        }
 
     def lookup(self, address: str) -> int | None:
         """Output interface index of the most specific route, or None."""
@@ -50,9 +53,9 @@ class RouteTable:
         except OSError:
             return None
         bits = 32 if family == socket.AF_INET else 128
-        for length in self._lengths:
+        for length in self._lengths[family]:
             mask = ((1 << length) - 1) << (bits - length)
-            hit = self._by_len[length].get((family, value & mask))
+            hit = self._by_len[(family, length)].get(value & mask)
             if hit is not None:
                 return hit[0]
         return None
