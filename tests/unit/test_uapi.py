@@ -182,3 +182,9 @@ def test_garbage_between_peers_is_not_swallowed_by_the_fast_path() -> None:
     text = make_reply(3).decode().replace("protocol_version=1\n", "garbage\n", 1)
     with pytest.raises(ProtocolError):
         parse_get("wg0", text)
+
+
+@pytest.mark.parametrize("value", ["25\n", "25\nreplace_peers=true", "\n", "25\x00", "a=b", " 25"])
+def test_line_breaking_values_rejected_explicitly(value: str) -> None:
+    with pytest.raises(ValueError):
+        encode_set("wg0", [("persistent_keepalive_interval", value)])

@@ -32,8 +32,8 @@ from tuner.model.snapshot import Peer
 MAX_REPLY = 256 * 1024 * 1024
 """A reply larger than this is not a WireGuard device; refuse instead of eating memory."""
 
-_KEY_RE = re.compile(r"^[a-z_]{1,40}$")
-_VALUE_RE = re.compile(r"^[\x21-\x3c\x3e-\x7e]{0,256}$")
+_KEY_RE = re.compile(r"[a-z_]{1,40}")
+_VALUE_RE = re.compile(r"[\x21-\x3c\x3e-\x7e]{0,256}")
 """Printable ASCII without space or '=': a value can never carry a newline, NUL or a key."""
 
 SETTABLE_KEYS = frozenset(
@@ -289,9 +289,9 @@ def encode_set(ifname: str, items: Sequence[tuple[str, str]]) -> bytes:
     """A ``set=1`` request; every key and value is validated before anything is sent."""
     out = ["set=1"]
     for key, value in items:
-        if key not in SETTABLE_KEYS or not _KEY_RE.match(key):
+        if key not in SETTABLE_KEYS or not _KEY_RE.fullmatch(key):
             raise ValueError(f"{ifname}: refusing config key {key!r}")
-        if not _VALUE_RE.match(value):
+        if not _VALUE_RE.fullmatch(value):
             raise ValueError(f"{ifname}: refusing a value for {key} (bad characters or length)")
         out.append(f"{key}={value}")
     return ("\n".join(out) + "\n\n").encode("ascii")

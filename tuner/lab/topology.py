@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+PREFIX_RE = re.compile(r"[a-z][a-z0-9]{0,7}")
 DEFAULT_PREFIX = "wgt"
 
 
@@ -37,7 +37,7 @@ class Topology:
     prefix: str
 
     def __post_init__(self) -> None:
-        if not PREFIX_RE.match(self.prefix):
+        if not PREFIX_RE.fullmatch(self.prefix):
             raise ValueError(
                 f"lab prefix {self.prefix!r} must be 1-8 lowercase letters or digits, "
                 "starting with a letter"
