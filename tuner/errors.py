@@ -45,3 +45,27 @@ class ProtocolError(ObserveError):
 
 class LabError(TunerError):
     """The lab could not be built, changed or removed."""
+
+
+class ActuatorError(TunerError):
+    """A change could not be read, applied or reverted."""
+
+
+class TransientActuatorError(ActuatorError):
+    """A write failed for a reason that may pass; safe to retry."""
+
+
+class PermanentActuatorError(ActuatorError):
+    """A write failed and will fail again (bad value, missing object, permission)."""
+
+
+class InvalidValue(PermanentActuatorError):
+    """A target or value was rejected before any file, socket or command saw it."""
+
+
+class NotApplicable(ActuatorError):
+    """The knob cannot be changed here (e.g. a sysctl only the initial namespace has)."""
+
+
+class NotRevertible(ActuatorError):
+    """The knob rejects writes, so a change could not be undone (kernel-managed IRQ)."""

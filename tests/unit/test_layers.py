@@ -7,7 +7,7 @@ from pathlib import Path
 
 TUNER = Path(__file__).resolve().parents[2] / "tuner"
 PURE_FORBIDDEN = {"os", "subprocess", "pyroute2", "yaml", "structlog", "tenacity", "shutil"}
-LAYER_ORDER = ["model", "adapters", "observe", "exporters", "lab"]
+LAYER_ORDER = ["model", "adapters", "observe", "actuators", "exporters", "lab"]
 
 
 def imports(path: Path) -> set[str]:

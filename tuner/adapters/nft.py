@@ -61,3 +61,46 @@ class Nft:
             return canonical_table(json.loads(proc.stdout))
         except json.JSONDecodeError as exc:
             raise ObserveError("nft returned invalid JSON") from exc
+
+
+class NftError(Exception):
+    """nft rejected a batch (message is nft's own, which never contains secrets)."""
+
+
+def run_batch(binary: str, commands: list[dict[str, object]]) -> None:
+    """Check a JSON batch with ``nft -c``, then apply it atomically; argument lists only."""
+    payload = json.dumps({"nftables": commands})
+    for argv in ([binary, "-c", "-j", "-f", "-"], [binary, "-j", "-f", "-"]):
+        try:
+            proc = subprocess.run(
+                argv,
+                input=payload,
+                capture_output=True,
+                text=True,
+                timeout=NFT_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise NftError("nft timed out") from exc
+        if proc.returncode != 0:
+            raise NftError(proc.stderr.strip() or f"nft exited {proc.returncode}")
+
+
+def list_table_objects(binary: str, family: str, table: str) -> list[dict[str, object]] | None:
+    """The table's objects as nft prints them, or None when the table does not exist."""
+    try:
+        proc = subprocess.run(
+            [binary, "-j", "list", "table", family, table],
+            capture_output=True,
+            text=True,
+            timeout=NFT_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise NftError("nft timed out") from exc
+    if proc.returncode != 0:
+        if "No such file or directory" in proc.stderr:
+            return None
+        raise NftError(proc.stderr.strip())
+    items = json.loads(proc.stdout).get("nftables", [])
+    return [i for i in items if isinstance(i, dict) and "metainfo" not in i]

@@ -1,0 +1,255 @@
+"""The contract every actuator passes (ARCHITECTURE.md), on fakes and a temporary tree."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck as HC
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.fakehost import build_tree
+from tests.fakeports import FakeLinks, FakeNft, FakeWg
+from tuner.actuators.base import Actuator, Target
+from tuner.actuators.irq import IrqAffinityActuator
+from tuner.actuators.keepalive import KeepaliveActuator
+from tuner.actuators.mss import MssClampActuator
+from tuner.actuators.mtu import MtuActuator
+from tuner.actuators.sysctl import SysctlActuator
+from tuner.errors import InvalidValue, NotApplicable, NotRevertible
+from tuner.observe.paths import HostPaths
+
+PEER = "CZZ9R+7zfotIs5Bje0Xl7cqdsJb9IDO6OgKiGoXCTD8="
+
+
+@dataclass
+class Case:
+    actuator: Actuator
+    target: Target
+    desired: str
+    writes: Callable[[], int]
+
+
+def tree_writes(paths: HostPaths) -> Callable[[], int]:
+    """Count writes under a tree by modification times (a rewrite of the same text counts)."""
+
+    def stamp() -> int:
+        return sum(p.stat().st_mtime_ns for p in paths.root.rglob("*") if p.is_file())
+
+    base = stamp()
+    return lambda: 0 if stamp() == base else 1
+
+
+def make_case(kind: str, tmp_path: Path) -> Case:
+    paths = HostPaths.under(build_tree(tmp_path))
+    if kind == "mtu":
+        links = FakeLinks({"wg0": 1420})
+        return Case(MtuActuator(links), Target("mtu", "wg0"), "1340", lambda: links.writes)
+    if kind == "keepalive":
+        wg = FakeWg({("wg0", PEER): 0})
+        return Case(
+            KeepaliveActuator(lambda _: wg),
+            Target("keepalive", "wg0", PEER),
+            "25",
+            lambda: wg.writes,
+        )
+    if kind == "sysctl":
+        return Case(
+            SysctlActuator(paths),
+            Target("sysctl", "net.core.rmem_max"),
+            "7340032",
+            tree_writes(paths),
+        )
+    if kind == "irq":
+        return Case(
+            IrqAffinityActuator(paths), Target("irq_affinity", "irq/24"), "1", tree_writes(paths)
+        )
+    if kind == "rps":
+        return Case(
+            IrqAffinityActuator(paths),
+            Target("irq_affinity", "eth0/rx-1"),
+            "0-1",
+            tree_writes(paths),
+        )
+    nft = FakeNft()
+    return Case(MssClampActuator(nft), Target("mss_clamp", "wg0"), "pmtu", lambda: nft.writes)
+
+
+KINDS = ["mtu", "keepalive", "sysctl", "irq", "rps", "mss"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_read_after_apply_equals_desired(kind: str, tmp_path: Path) -> None:
+    case = make_case(kind, tmp_path)
+    assert case.actuator.apply(case.target, case.desired) is True
+    assert case.actuator.same(case.actuator.read(case.target), case.desired)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_apply_twice_equals_once(kind: str, tmp_path: Path) -> None:
+    case = make_case(kind, tmp_path)
+    case.actuator.apply(case.target, case.desired)
+    after_first = case.actuator.read(case.target)
+    writes = case.writes()
+    assert case.actuator.apply(case.target, case.desired) is False
+    assert case.writes() == writes
+    assert case.actuator.read(case.target) == after_first
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_revert_restores_prior_exactly(kind: str, tmp_path: Path) -> None:
+    case = make_case(kind, tmp_path)
+    prior = case.actuator.read(case.target)
+    case.actuator.apply(case.target, case.desired)
+    case.actuator.revert(case.target, prior)
+    assert case.actuator.read(case.target) == prior
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_applying_the_current_value_writes_nothing(kind: str, tmp_path: Path) -> None:
+    case = make_case(kind, tmp_path)
+    current = case.actuator.read(case.target)
+    if current is None:  # MSS: absent is not a value one can apply
+        case.actuator.apply(case.target, case.desired)
+        current = case.actuator.read(case.target)
+        case = Case(case.actuator, case.target, case.desired, case.writes)
+    before = case.writes()
+    assert case.actuator.apply(case.target, current) is False
+    assert case.writes() == before
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_health_checks_are_not_empty_and_check_passes(kind: str, tmp_path: Path) -> None:
+    case = make_case(kind, tmp_path)
+    checks = case.actuator.health_checks(case.target, case.desired)
+    assert checks and all(c.name for c in checks)
+    assert case.actuator.check(case.target) is None
+
+
+def test_sysctl_normalised_compare_and_exact_revert(tmp_path: Path) -> None:
+    paths = HostPaths.under(build_tree(tmp_path))
+    act = SysctlActuator(paths)
+    (paths.sysctl("net.core.rmem_default")).write_text("212992\t\n")
+    target = Target("sysctl", "net.core.rmem_default")
+    prior = act.read(target)
+    assert prior == "212992\t"
+    act.apply(target, "4194304")
+    act.revert(target, prior)
+    assert paths.sysctl("net.core.rmem_default").read_text() == "212992\t\n"
+
+
+def test_sysctl_outside_allowlist_refused(tmp_path: Path) -> None:
+    act = SysctlActuator(HostPaths.under(build_tree(tmp_path)))
+    with pytest.raises(InvalidValue):
+        act.apply(Target("sysctl", "kernel.core_pattern"), "1")
+
+
+def test_initial_namespace_only_sysctl_is_not_applicable(tmp_path: Path) -> None:
+    paths = HostPaths.under(build_tree(tmp_path))
+    act = SysctlActuator(paths, initial_netns=lambda: False)
+    target = Target("sysctl", "net.core.rmem_max")
+    assert "initial network namespace" in (act.check(target) or "")
+    with pytest.raises(NotApplicable):
+        act.apply(target, "7340032")
+    assert paths.sysctl("net.core.rmem_max").read_text() == "212992\n"
+    missing = Target("sysctl", "net.core.netdev_max_backlog")
+    assert "does not exist" in (act.check(missing) or "")
+
+
+def test_managed_irq_is_not_revertible(tmp_path: Path) -> None:
+    paths = HostPaths.under(build_tree(tmp_path))
+
+    def reject(path: Path, text: str) -> None:
+        raise OSError(5, "Input/output error")
+
+    act = IrqAffinityActuator(paths, write=reject)
+    target = Target("irq_affinity", "irq/24")
+    assert "rejects writes" in (act.check(target) or "")
+    with pytest.raises(NotRevertible):
+        act.apply(target, "1")
+
+
+def test_masks_compare_normalised(tmp_path: Path) -> None:
+    paths = HostPaths.under(build_tree(tmp_path))
+    act = IrqAffinityActuator(paths)
+    target = Target("irq_affinity", "eth0/rx-0")
+    assert act.read(target) == "0-1"  # the file says 00000000,00000003
+    assert act.apply(target, "1,0") is False
+    act.apply(target, "1")
+    assert (paths.sys("class/net/eth0/queues/rx-0/rps_cpus")).read_text() == "2\n"
+
+
+def test_mtu_bounds(tmp_path: Path) -> None:
+    act = MtuActuator(FakeLinks({"wg0": 1420}, underlay=1500))
+    for bad in ("1279", "1441", "-1", "1e3", "", "1340\n"):
+        with pytest.raises(InvalidValue):
+            act.apply(Target("mtu", "wg0"), bad)
+
+
+def test_keepalive_unknown_peer_is_refused_not_created() -> None:
+    wg = FakeWg({("wg0", PEER): 0})
+    act = KeepaliveActuator(lambda _: wg)
+    other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+    assert act.check(Target("keepalive", "wg0", other)) is not None
+    with pytest.raises(Exception, match="no peer"):
+        act.apply(Target("keepalive", "wg0", other), "25")
+    assert list(wg.peers) == [("wg0", PEER)]
+
+
+def test_mss_last_rule_removes_the_table() -> None:
+    nft = FakeNft()
+    act = MssClampActuator(nft)
+    act.apply(Target("mss_clamp", "wg0"), "pmtu")
+    act.apply(Target("mss_clamp", "wg1"), "1300")
+    assert act.read(Target("mss_clamp", "wg1")) == "1300"
+    act.revert(Target("mss_clamp", "wg0"), None)
+    assert act.read(Target("mss_clamp", "wg1")) == "1300"
+    act.revert(Target("mss_clamp", "wg1"), None)
+    assert nft.table is None
+
+
+HOSTILE = st.one_of(
+    st.text(alphabet=st.sampled_from("\n\x00=-/ \t;$`'\"a1"), min_size=1, max_size=20),
+    st.sampled_from(["1\n", "-1", "99999999999999999999", "1;reboot", "\x00", "25\nremove=true"]),
+)
+
+
+@settings(max_examples=150, suppress_health_check=[HC.function_scoped_fixture])
+@given(value=HOSTILE, name=HOSTILE)
+def test_hostile_values_never_reach_a_port(value: str, name: str, tmp_path: Path) -> None:
+    links, wg, nft = FakeLinks({"wg0": 1420}), FakeWg({("wg0", PEER): 0}), FakeNft()
+    cases = [
+        (MtuActuator(links), Target("mtu", name), Target("mtu", "wg0")),
+        (
+            KeepaliveActuator(lambda _: wg),
+            Target("keepalive", name, PEER),
+            Target("keepalive", "wg0", PEER),
+        ),
+        (MssClampActuator(nft), Target("mss_clamp", name), Target("mss_clamp", "wg0")),
+    ]
+    for act, bad_target, good_target in cases:
+        for target, desired in ((bad_target, "25"), (good_target, value)):
+            try:
+                act.apply(target, desired)
+            except Exception:  # noqa: S112 - any refusal is fine; a write is not
+                continue
+            # accepted: then it must have been a clean value and a clean name
+            assert "\n" not in desired and "\x00" not in desired
+            assert target.name == "wg0" or target.name.isprintable()
+    assert not any(k[0] != "wg0" for k in wg.peers)
+    assert set(links.mtus) == {"wg0"}
+    assert all("\n" not in str(o) and "\x00" not in str(o) for o in (nft.table or []))
+
+
+def test_sysctl_hostile_values(tmp_path: Path) -> None:
+    paths = HostPaths.under(build_tree(tmp_path))
+    act = SysctlActuator(paths)
+    for bad in ("1\n2", "-1", "1;2", "", "1 " * 20, "\x00", "0x10", "1e9"):
+        with pytest.raises(InvalidValue):
+            act.apply(Target("sysctl", "net.core.rmem_max"), bad)
+    assert paths.sysctl("net.core.rmem_max").read_text() == "212992\n"
+    assert os.listdir(paths.sysctl("net.core.rmem_max").parent)

@@ -1,0 +1,1 @@
+"""The write edge: one small class per kind of change, all with the same protocol."""

@@ -1,0 +1,185 @@
+"""TCP MSS clamping in nftables, in the one table wg-tuner owns (``inet wg_tuner``).
+
+One rule per tunnel interface in a forward chain at mangle priority::
+
+    oifname "wg0" tcp flags syn tcp option maxseg size set rt mtu   (value "pmtu")
+    oifname "wg0" tcp flags syn tcp option maxseg size set 1300     (value "1300")
+
+The whole table is rebuilt in one atomic, pre-checked batch on every change, so the
+ruleset outside it is never touched; when the last rule goes, the table goes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any, ClassVar, Protocol
+
+from tuner.actuators import validate
+from tuner.actuators.base import HealthCheck, Target, Value
+from tuner.adapters.nft import NftError, list_table_objects, run_batch
+from tuner.errors import InvalidValue, PermanentActuatorError
+from tuner.model.knobs import NFT_FAMILY, NFT_TABLE
+
+CHAIN = "mss"
+MANGLE_PRIORITY = -150
+COMMENT = "wg-tuner mss "
+MIN_MSS, MAX_MSS = 536, 65495
+
+
+class NftPort(Protocol):
+    def objects(self) -> list[dict[str, Any]] | None: ...
+    def batch(self, commands: list[dict[str, Any]]) -> None: ...
+
+
+class NftBinary:
+    def __init__(self, binary: str | None = None) -> None:
+        found = binary or shutil.which("nft")
+        if found is None:
+            raise PermanentActuatorError("nft is not installed: MSS clamping needs nftables")
+        self.binary = found
+
+    def objects(self) -> list[dict[str, Any]] | None:
+        try:
+            return list_table_objects(self.binary, NFT_FAMILY, NFT_TABLE)
+        except NftError as exc:
+            raise PermanentActuatorError(f"reading the nft table failed: {exc}") from exc
+
+    def batch(self, commands: list[dict[str, Any]]) -> None:
+        try:
+            run_batch(self.binary, commands)
+        except NftError as exc:
+            raise PermanentActuatorError(f"nft refused the MSS table: {exc}") from exc
+
+
+def settings_from(objects: list[dict[str, Any]] | None) -> dict[str, str]:
+    """Interface -> clamp value, from our table's rules."""
+    out: dict[str, str] = {}
+    for item in objects or ():
+        rule = item.get("rule")
+        if not isinstance(rule, dict) or not str(rule.get("comment", "")).startswith(COMMENT):
+            continue
+        ifname = str(rule["comment"])[len(COMMENT) :]
+        for expr in rule.get("expr", ()):
+            mangle = expr.get("mangle") if isinstance(expr, dict) else None
+            if mangle is not None:
+                value = mangle.get("value")
+                out[ifname] = "pmtu" if isinstance(value, dict) else str(value)
+    return out
+
+
+def _table() -> dict[str, Any]:
+    return {"table": {"family": NFT_FAMILY, "name": NFT_TABLE}}
+
+
+def render(settings: dict[str, str]) -> list[dict[str, Any]]:
+    """The atomic batch that makes our table hold exactly ``settings``."""
+    commands: list[dict[str, Any]] = [{"add": _table()}, {"delete": _table()}]
+    if not settings:
+        return commands
+    commands += [
+        {"add": _table()},
+        {
+            "add": {
+                "chain": {
+                    "family": NFT_FAMILY,
+                    "table": NFT_TABLE,
+                    "name": CHAIN,
+                    "type": "filter",
+                    "hook": "forward",
+                    "prio": MANGLE_PRIORITY,
+                    "policy": "accept",
+                }
+            }
+        },
+    ]
+    for ifname, value in sorted(settings.items()):
+        size: Any = {"rt": {"key": "mtu"}} if value == "pmtu" else int(value)
+        commands.append(
+            {
+                "add": {
+                    "rule": {
+                        "family": NFT_FAMILY,
+                        "table": NFT_TABLE,
+                        "chain": CHAIN,
+                        "comment": COMMENT + ifname,
+                        "expr": [
+                            {
+                                "match": {
+                                    "op": "==",
+                                    "left": {"meta": {"key": "oifname"}},
+                                    "right": ifname,
+                                }
+                            },
+                            {
+                                "match": {
+                                    "op": "in",
+                                    "left": {"payload": {"protocol": "tcp", "field": "flags"}},
+                                    "right": "syn",
+                                }
+                            },
+                            {
+                                "mangle": {
+                                    "key": {"tcp option": {"name": "maxseg", "field": "size"}},
+                                    "value": size,
+                                }
+                            },
+                        ],
+                    }
+                }
+            }
+        )
+    return commands
+
+
+def _value(value: Value) -> str | None:
+    if value is None or value == "pmtu":
+        return value
+    return str(validate.integer(value, MIN_MSS, MAX_MSS, "MSS"))
+
+
+class MssClampActuator:
+    kind: ClassVar[str] = "mss_clamp"
+
+    def __init__(self, nft: NftPort) -> None:
+        self.nft = nft
+
+    def read(self, target: Target) -> Value:
+        return settings_from(self.nft.objects()).get(validate.ifname(target.name))
+
+    def _set(self, target: Target, value: str | None) -> bool:
+        ifname = validate.ifname(target.name)
+        settings = settings_from(self.nft.objects())
+        if settings.get(ifname) == value:
+            return False
+        if value is None:
+            settings.pop(ifname, None)
+        else:
+            settings[ifname] = value
+        self.nft.batch(render(settings))
+        return True
+
+    def apply(self, target: Target, desired: Value) -> bool:
+        value = _value(desired)
+        if value is None:
+            raise InvalidValue("an MSS clamp needs 'pmtu' or a size")
+        return self._set(target, value)
+
+    def revert(self, target: Target, prior: Value) -> None:
+        self._set(target, _value(prior))
+
+    def check(self, target: Target) -> str | None:
+        try:
+            validate.ifname(target.name)
+            self.nft.objects()
+        except (InvalidValue, PermanentActuatorError) as exc:
+            return str(exc)
+        return None
+
+    def same(self, a: Value, b: Value) -> bool:
+        return a == b
+
+    def health_checks(self, target: Target, desired: Value) -> tuple[HealthCheck, ...]:
+        return (
+            HealthCheck("mss_clamp_is", {"interface": target.name, "value": desired}),
+            HealthCheck("tunnel_passes_tcp", {"interface": target.name}),
+        )

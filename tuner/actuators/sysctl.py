@@ -1,0 +1,91 @@
+"""Allowlisted sysctls under /proc/sys. Revert writes back the exact original text."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import ClassVar
+
+from tuner.actuators import validate
+from tuner.actuators.base import HealthCheck, Target, Value
+from tuner.errors import InvalidValue, NotApplicable, PermanentActuatorError
+from tuner.model.knobs import INITIAL_NETNS_ONLY, SYSCTL_ALLOWLIST
+from tuner.observe.paths import HostPaths
+from tuner.observe.procfs import normalise_sysctl
+
+
+def in_initial_netns(paths: HostPaths) -> bool:
+    """Whether this process shares PID 1's network namespace (the initial one)."""
+    try:
+        return os.readlink(paths.proc("self", "ns", "net")) == os.readlink(
+            paths.proc("1", "ns", "net")
+        )
+    except OSError:
+        return True  # a test tree without ns links models the initial namespace
+
+
+class SysctlActuator:
+    kind: ClassVar[str] = "sysctl"
+
+    def __init__(self, paths: HostPaths, initial_netns: Callable[[], bool] | None = None) -> None:
+        self.paths = paths
+        self.initial_netns = initial_netns or (lambda: in_initial_netns(paths))
+
+    def _path(self, target: Target) -> os.PathLike[str]:
+        if target.name not in SYSCTL_ALLOWLIST:
+            raise InvalidValue(f"sysctl {target.name!r} is not on wg-tuner's allowlist")
+        return self.paths.sysctl(target.name)
+
+    def read(self, target: Target) -> Value:
+        path = self._path(target)
+        try:
+            with open(path, encoding="ascii") as fh:
+                return fh.read().rstrip("\n")
+        except FileNotFoundError:
+            raise NotApplicable(f"{target.name} does not exist in this network namespace") from None
+        except OSError as exc:
+            raise PermanentActuatorError(f"{target.name}: {exc.strerror}") from exc
+
+    def _write(self, target: Target, text: str) -> None:
+        reason = self.check(target)
+        if reason:
+            raise NotApplicable(reason)
+        try:
+            with open(self._path(target), "w", encoding="ascii") as fh:
+                fh.write(text + "\n")
+        except OSError as exc:
+            raise PermanentActuatorError(f"writing {target.name} failed: {exc.strerror}") from exc
+
+    def apply(self, target: Target, desired: Value) -> bool:
+        value = validate.sysctl_value(desired)
+        if self.same(self.read(target), value):
+            return False
+        self._write(target, value)
+        return True
+
+    def revert(self, target: Target, prior: Value) -> None:
+        value = validate.sysctl_prior(prior)
+        current = self.read(target)
+        if current != value:
+            self._write(target, value)
+
+    def check(self, target: Target) -> str | None:
+        try:
+            self.read(target)
+        except (NotApplicable, InvalidValue, PermanentActuatorError) as exc:
+            return str(exc)
+        if target.name in INITIAL_NETNS_ONLY and not self.initial_netns():
+            return f"{target.name} is writable only in the initial network namespace"
+        return None
+
+    def same(self, a: Value, b: Value) -> bool:
+        if a is None or b is None:
+            return a is b
+        return normalise_sysctl(a) == normalise_sysctl(b)
+
+    def health_checks(self, target: Target, desired: Value) -> tuple[HealthCheck, ...]:
+        return (
+            HealthCheck("sysctl_is", {"key": target.name, "value": desired}),
+            HealthCheck("udp_errors_not_worse", {}),
+            HealthCheck("handshakes_fresh", {}),
+        )
