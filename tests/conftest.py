@@ -7,10 +7,13 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+
+from tuner.adapters.uapi import UapiClient
 
 REPO = Path(__file__).resolve().parent.parent
 WG_TUNER = str(Path(sys.executable).parent / "wg-tuner")
@@ -78,6 +81,28 @@ def netns() -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture
+def wg_netns(netns: str) -> Iterator[tuple[str, str]]:
+    ifname = unique("wgtt")
+    env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, "wireguard-go", "-f", ifname],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = UapiClient(Path("/var/run/wireguard"))
+        deadline = time.monotonic() + 10
+        while not client.has_socket(ifname):
+            assert time.monotonic() < deadline, "wireguard-go did not start"
+            time.sleep(0.05)
+        yield netns, ifname
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import cli, unique
+from tests.conftest import cli
 from tuner.adapters.uapi import UapiClient, hex_to_b64
 
 SOCKETS = Path("/var/run/wireguard")
-
-
-@pytest.fixture
-def wg_netns(netns: str) -> Iterator[tuple[str, str]]:
-    ifname = unique("wgtt")
-    env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", netns, "wireguard-go", "-f", ifname],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        client = UapiClient(SOCKETS)
-        deadline = time.monotonic() + 10
-        while not client.has_socket(ifname):
-            assert time.monotonic() < deadline, "wireguard-go did not start"
-            time.sleep(0.05)
-        yield netns, ifname
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_unroutable_endpoints_have_no_underlay_and_do_not_fail(wg_netns: tuple[str, str]) -> None:

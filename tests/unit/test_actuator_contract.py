@@ -150,7 +150,8 @@ def test_sysctl_outside_allowlist_refused(tmp_path: Path) -> None:
 
 def test_initial_namespace_only_sysctl_is_not_applicable(tmp_path: Path) -> None:
     paths = HostPaths.under(build_tree(tmp_path))
-    act = SysctlActuator(paths, initial_netns=lambda: False)
+    act = SysctlActuator(paths)
+    paths.sysctl("net.core.rmem_max").chmod(0o444)  # how a child namespace shows it
     target = Target("sysctl", "net.core.rmem_max")
     assert "initial network namespace" in (act.check(target) or "")
     with pytest.raises(NotApplicable):

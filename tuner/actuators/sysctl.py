@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import ClassVar
 
 from tuner.actuators import validate
@@ -14,22 +13,11 @@ from tuner.observe.paths import HostPaths
 from tuner.observe.procfs import normalise_sysctl
 
 
-def in_initial_netns(paths: HostPaths) -> bool:
-    """Whether this process shares PID 1's network namespace (the initial one)."""
-    try:
-        return os.readlink(paths.proc("self", "ns", "net")) == os.readlink(
-            paths.proc("1", "ns", "net")
-        )
-    except OSError:
-        return True  # a test tree without ns links models the initial namespace
-
-
 class SysctlActuator:
     kind: ClassVar[str] = "sysctl"
 
-    def __init__(self, paths: HostPaths, initial_netns: Callable[[], bool] | None = None) -> None:
+    def __init__(self, paths: HostPaths) -> None:
         self.paths = paths
-        self.initial_netns = initial_netns or (lambda: in_initial_netns(paths))
 
     def _path(self, target: Target) -> os.PathLike[str]:
         if target.name not in SYSCTL_ALLOWLIST:
@@ -74,8 +62,15 @@ class SysctlActuator:
             self.read(target)
         except (NotApplicable, InvalidValue, PermanentActuatorError) as exc:
             return str(exc)
-        if target.name in INITIAL_NETNS_ONLY and not self.initial_netns():
-            return f"{target.name} is writable only in the initial network namespace"
+        # A child namespace shows net.core.* read-only (mode 0444); the kernel's own mode
+        # bits say whether this namespace may write, with no need to identify namespaces.
+        if not os.stat(self._path(target)).st_mode & 0o222:
+            where = (
+                "writable only in the initial network namespace"
+                if target.name in INITIAL_NETNS_ONLY
+                else "read-only here"
+            )
+            return f"{target.name} is {where}"
         return None
 
     def same(self, a: Value, b: Value) -> bool:

@@ -1,0 +1,142 @@
+"""Each actuator against the real thing, inside namespaces the test made."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+from tuner.actuators.base import Target
+from tuner.actuators.sysctl import SysctlActuator
+from tuner.adapters.uapi import UapiClient
+from tuner.errors import InvalidValue
+from tuner.observe.paths import HostPaths
+
+SOCKETS = Path("/var/run/wireguard")
+
+
+def actuate(netns: str, *args: str) -> dict[str, object]:
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-m", "tests.helpers.actuate", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        timeout=60,
+    ).stdout
+    result: dict[str, object] = json.loads(out)
+    return result
+
+
+def ruleset(netns: str) -> str:
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "list", "ruleset"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_mtu_on_wireguard_go(wg_netns: tuple[str, str]) -> None:
+    netns, ifname = wg_netns
+    assert actuate(netns, "mtu", ifname, "read")["value"] == "1420"
+    assert actuate(netns, "mtu", ifname, "apply", "1340") == {"changed": True, "value": "1340"}
+    assert actuate(netns, "mtu", ifname, "apply", "1340")["changed"] is False
+    assert "error" in actuate(netns, "mtu", ifname, "apply", "1279")  # below IPv6's minimum
+    assert actuate(netns, "mtu", ifname, "revert", "1420")["value"] == "1420"
+    link = subprocess.run(
+        ["ip", "-n", netns, "-j", "link", "show", ifname],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(link)[0]["mtu"] == 1420
+
+
+def test_keepalive_on_wireguard_go(wg_netns: tuple[str, str]) -> None:
+    netns, ifname = wg_netns
+    key = secrets.token_bytes(32)
+    peer = base64.b64encode(key).decode()
+    client = UapiClient(SOCKETS)
+    client.set(ifname, [("public_key", key.hex()), ("allowed_ip", "10.9.9.9/32")])
+    args = ("keepalive", ifname)
+    assert actuate(netns, *args, "read", "--peer", peer)["value"] == "0"
+    assert actuate(netns, *args, "apply", "25", "--peer", peer)["value"] == "25"
+    assert client.get(ifname).peers[0].persistent_keepalive == 25
+    assert actuate(netns, *args, "revert", "0", "--peer", peer)["value"] == "0"
+    # an unknown key is refused and never becomes a peer
+    stranger = base64.b64encode(secrets.token_bytes(32)).decode()
+    assert "error" in actuate(netns, *args, "apply", "25", "--peer", stranger)
+    peers = client.get(ifname).peers
+    assert [p.public_key for p in peers] == [peer]
+    assert peers[0].allowed_ips == ("10.9.9.9/32",)
+
+
+def test_mss_clamp_leaves_foreign_tables_untouched(netns: str) -> None:
+    subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "-f", "-"],
+        input="table ip foreign {\n chain c {\n type filter hook forward priority 0;\n"
+        " tcp dport 22 accept\n }\n}\n",
+        text=True,
+        check=True,
+    )
+    before = ruleset(netns)
+    assert actuate(netns, "mss_clamp", "wg0", "read")["value"] is None
+    assert actuate(netns, "mss_clamp", "wg0", "apply", "pmtu")["value"] == "pmtu"
+    assert actuate(netns, "mss_clamp", "wg1", "apply", "1300")["value"] == "1300"
+    during = ruleset(netns)
+    assert "maxseg size set rt mtu" in during and "maxseg size set 1300" in during
+    assert during.startswith(before)  # the foreign table is byte-identical, ours follows
+    assert actuate(netns, "mss_clamp", "wg0", "apply", "pmtu")["changed"] is False
+    actuate(netns, "mss_clamp", "wg1", "revert", "--absent")
+    actuate(netns, "mss_clamp", "wg0", "revert", "--absent")
+    assert ruleset(netns) == before
+
+
+def test_rps_mask_on_a_veth_queue(netns: str) -> None:
+    args = ("irq_affinity", "v0/rx-0")
+    prior = actuate(netns, *args, "read")["value"]
+    assert actuate(netns, *args, "check")["check"] is None
+    assert actuate(netns, *args, "apply", "0")["value"] == "0"
+    path = ["ip", "netns", "exec", netns, "cat", "/sys/class/net/v0/queues/rx-0/rps_cpus"]
+    assert (
+        subprocess.run(path, capture_output=True, text=True, check=True).stdout.strip("0,\n") == "1"
+    )
+    assert actuate(netns, *args, "revert", str(prior))["value"] == prior
+
+
+def test_per_namespace_sysctl_for_real(netns: str) -> None:
+    args = ("sysctl", "net.ipv4.tcp_mtu_probing")
+    prior = actuate(netns, *args, "read")["value"]
+    assert actuate(netns, *args, "apply", "1")["value"] == "1"
+    host = Path("/proc/sys/net/ipv4/tcp_mtu_probing").read_text().strip()
+    assert actuate(netns, *args, "revert", str(prior))["value"] == prior
+    assert Path("/proc/sys/net/ipv4/tcp_mtu_probing").read_text().strip() == host
+    # net.core.rmem_max does not exist in a child namespace: held, not attempted
+    check = actuate(netns, "sysctl", "net.core.rmem_max", "check")["check"]
+    assert check and "namespace" in str(check)
+
+
+def test_rmem_max_in_the_initial_namespace_restored() -> None:
+    act = SysctlActuator(HostPaths())
+    target = Target("sysctl", "net.core.rmem_max")
+    prior = act.read(target)
+    assert prior is not None
+    try:
+        assert act.check(target) is None
+        raised = str(int(prior) + 4096)
+        assert act.apply(target, raised) is True
+        assert act.read(target) == raised
+    finally:
+        act.revert(target, prior)
+    assert act.read(target) == prior
+    try:
+        act.apply(Target("sysctl", "kernel.hostname"), "1")
+    except InvalidValue:
+        pass
+    else:
+        raise AssertionError("a sysctl outside the allowlist was written")
