@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from tuner.actuators.base import Target
+from tuner.actuators.base import Actuator, Target
+from tuner.actuators.mss import MssClampActuator
+from tuner.actuators.mss_iptables import IptablesMss
 from tuner.actuators.registry import build
 from tuner.errors import TunerError
 
@@ -21,8 +23,9 @@ def main() -> int:
     parser.add_argument("value", nargs="?")
     parser.add_argument("--peer", default="")
     parser.add_argument("--absent", action="store_true", help="value is None")
+    parser.add_argument("--iptables", action="store_true", help="MSS through the fallback")
     args = parser.parse_args()
-    actuator = build()[args.kind]
+    actuator: Actuator = MssClampActuator(IptablesMss()) if args.iptables else build()[args.kind]
     target = Target(args.kind, args.name, args.peer)
     value = None if args.absent else args.value
     out: dict[str, object] = {}

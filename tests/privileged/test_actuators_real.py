@@ -140,3 +140,30 @@ def test_rmem_max_in_the_initial_namespace_restored() -> None:
         pass
     else:
         raise AssertionError("a sysctl outside the allowlist was written")
+
+
+def iptables_mangle(netns: str) -> str:
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, "iptables-save", "-t", "mangle"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def strip_comments(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
+def test_mss_iptables_fallback(netns: str) -> None:
+    before = strip_comments(iptables_mangle(netns))
+    opts = ("--iptables",)
+    assert actuate(netns, "mss_clamp", "wg0", "apply", "pmtu", *opts)["value"] == "pmtu"
+    assert actuate(netns, "mss_clamp", "wg1", "apply", "1300", *opts)["value"] == "1300"
+    assert actuate(netns, "mss_clamp", "wg1", "apply", "1300", *opts)["changed"] is False
+    saved = iptables_mangle(netns)
+    assert "--clamp-mss-to-pmtu" in saved and "--set-mss 1300" in saved
+    assert saved.count("-A FORWARD -j WG_TUNER_MSS") == 1
+    actuate(netns, "mss_clamp", "wg0", "revert", "--absent", *opts)
+    actuate(netns, "mss_clamp", "wg1", "revert", "--absent", *opts)
+    assert strip_comments(iptables_mangle(netns)) == before

@@ -17,7 +17,7 @@ from tests.fakeports import FakeLinks, FakeNft, FakeWg
 from tuner.actuators.base import Actuator, Target
 from tuner.actuators.irq import IrqAffinityActuator
 from tuner.actuators.keepalive import KeepaliveActuator
-from tuner.actuators.mss import MssClampActuator
+from tuner.actuators.mss import MssClampActuator, NftMss
 from tuner.actuators.mtu import MtuActuator
 from tuner.actuators.sysctl import SysctlActuator
 from tuner.errors import InvalidValue, NotApplicable, NotRevertible
@@ -76,7 +76,9 @@ def make_case(kind: str, tmp_path: Path) -> Case:
             tree_writes(paths),
         )
     nft = FakeNft()
-    return Case(MssClampActuator(nft), Target("mss_clamp", "wg0"), "pmtu", lambda: nft.writes)
+    return Case(
+        MssClampActuator(NftMss(nft)), Target("mss_clamp", "wg0"), "pmtu", lambda: nft.writes
+    )
 
 
 KINDS = ["mtu", "keepalive", "sysctl", "irq", "rps", "mss"]
@@ -203,7 +205,7 @@ def test_keepalive_unknown_peer_is_refused_not_created() -> None:
 
 def test_mss_last_rule_removes_the_table() -> None:
     nft = FakeNft()
-    act = MssClampActuator(nft)
+    act = MssClampActuator(NftMss(nft))
     act.apply(Target("mss_clamp", "wg0"), "pmtu")
     act.apply(Target("mss_clamp", "wg1"), "1300")
     assert act.read(Target("mss_clamp", "wg1")) == "1300"
@@ -230,7 +232,7 @@ def test_hostile_values_never_reach_a_port(value: str, name: str, tmp_path: Path
             Target("keepalive", name, PEER),
             Target("keepalive", "wg0", PEER),
         ),
-        (MssClampActuator(nft), Target("mss_clamp", name), Target("mss_clamp", "wg0")),
+        (MssClampActuator(NftMss(nft)), Target("mss_clamp", name), Target("mss_clamp", "wg0")),
     ]
     for act, bad_target, good_target in cases:
         for target, desired in ((bad_target, "25"), (good_target, value)):

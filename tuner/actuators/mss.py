@@ -137,25 +137,48 @@ def _value(value: Value) -> str | None:
     return str(validate.integer(value, MIN_MSS, MAX_MSS, "MSS"))
 
 
-class MssClampActuator:
-    kind: ClassVar[str] = "mss_clamp"
+class MssBackend(Protocol):
+    def settings(self) -> dict[str, str]:
+        """Interface -> clamp value ("pmtu" or a size) currently installed by wg-tuner."""
+        ...
+
+    def replace(self, settings: dict[str, str]) -> None:
+        """Make wg-tuner's rules hold exactly ``settings`` (none: remove them all)."""
+        ...
+
+
+class NftMss:
+    """The nftables backend: one table, rebuilt in one atomic, pre-checked batch."""
 
     def __init__(self, nft: NftPort) -> None:
         self.nft = nft
 
+    def settings(self) -> dict[str, str]:
+        return settings_from(self.nft.objects())
+
+    def replace(self, settings: dict[str, str]) -> None:
+        self.nft.batch(render(settings))
+
+
+class MssClampActuator:
+    kind: ClassVar[str] = "mss_clamp"
+
+    def __init__(self, backend: MssBackend) -> None:
+        self.backend = backend
+
     def read(self, target: Target) -> Value:
-        return settings_from(self.nft.objects()).get(validate.ifname(target.name))
+        return self.backend.settings().get(validate.ifname(target.name))
 
     def _set(self, target: Target, value: str | None) -> bool:
         ifname = validate.ifname(target.name)
-        settings = settings_from(self.nft.objects())
+        settings = self.backend.settings()
         if settings.get(ifname) == value:
             return False
         if value is None:
             settings.pop(ifname, None)
         else:
             settings[ifname] = value
-        self.nft.batch(render(settings))
+        self.backend.replace(settings)
         return True
 
     def apply(self, target: Target, desired: Value) -> bool:
@@ -170,7 +193,7 @@ class MssClampActuator:
     def check(self, target: Target) -> str | None:
         try:
             validate.ifname(target.name)
-            self.nft.objects()
+            self.backend.settings()
         except (InvalidValue, PermanentActuatorError) as exc:
             return str(exc)
         return None

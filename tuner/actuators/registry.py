@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 from tuner.actuators.base import Actuator
 from tuner.actuators.irq import IrqAffinityActuator
 from tuner.actuators.keepalive import GenetlinkWg, KeepaliveActuator, UapiWg, WgPort
-from tuner.actuators.mss import MssClampActuator, NftBinary
+from tuner.actuators.mss import MssBackend, MssClampActuator, NftBinary, NftMss
+from tuner.actuators.mss_iptables import IptablesMss
 from tuner.actuators.mtu import MtuActuator, NetlinkLinks
 from tuner.actuators.sysctl import SysctlActuator
 from tuner.adapters.uapi import UapiClient
@@ -23,19 +26,24 @@ def build(paths: HostPaths | None = None) -> dict[str, Actuator]:
         # As `wg` does: the config socket when there is one, else generic netlink.
         return userspace if uapi.has_socket(ifname) else kernel
 
-    class LazyNft:
-        """nft is looked up when an MSS change is made, not when wg-tuner starts."""
+    class LazyMss:
+        """The backend is chosen when an MSS change is made: nft, else iptables."""
 
-        def objects(self) -> list[dict[str, object]] | None:
-            return NftBinary().objects()
+        def _backend(self) -> MssBackend:
+            if shutil.which("nft"):
+                return NftMss(NftBinary())
+            return IptablesMss()
 
-        def batch(self, commands: list[dict[str, object]]) -> None:
-            NftBinary().batch(commands)
+        def settings(self) -> dict[str, str]:
+            return self._backend().settings()
+
+        def replace(self, settings: dict[str, str]) -> None:
+            self._backend().replace(settings)
 
     return {
         "mtu": MtuActuator(NetlinkLinks()),
         "keepalive": KeepaliveActuator(wg_port),
         "sysctl": SysctlActuator(paths),
         "irq_affinity": IrqAffinityActuator(paths),
-        "mss_clamp": MssClampActuator(LazyNft()),
+        "mss_clamp": MssClampActuator(LazyMss()),
     }

@@ -1,0 +1,171 @@
+"""Optional write-through of a verified change, so it survives a reboot (off by default).
+
+- sysctls go to ``/etc/sysctl.d/90-wg-tuner.conf``, a file wg-tuner owns;
+- MTU and PersistentKeepalive go to the wg-quick config ``/etc/wireguard/IF.conf``
+  (``MTU =`` in [Interface], ``PersistentKeepalive =`` in the peer's [Peer]).
+
+Every write is atomic (temp file, fsync, rename) and keeps the file's mode; before
+wg-tuner first edits a wg-quick file it saves ``IF.conf.wg-tuner.bak``. ``persist``
+returns the line it replaced so ``unpersist`` restores exactly that. The wg-quick file
+holds the private key: its content is never logged, returned or put in an error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuner.actuators import validate
+from tuner.actuators.base import Target
+from tuner.errors import InvalidValue, PermanentActuatorError
+from tuner.model.knobs import SYSCTL_ALLOWLIST
+
+SYSCTL_FILE = "etc/sysctl.d/90-wg-tuner.conf"
+WG_DIR = "etc/wireguard"
+HEADER = "# Managed by wg-tuner: verified changes written through. Do not edit.\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Persisted:
+    """What ``persist`` changed: the file and the line it replaced (None: it added one)."""
+
+    path: str
+    key: str
+    section: str
+    previous: str | None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _section_bounds(lines: list[str], section: str) -> tuple[int, int] | None:
+    """[start, end) of the section: ``Interface`` or ``Peer:BASE64KEY``."""
+    header, _, peer = section.partition(":")
+    i = 0
+    while i < len(lines):
+        if lines[i].strip().lower() == f"[{header.lower()}]":
+            end = i + 1
+            while end < len(lines) and not lines[end].strip().startswith("["):
+                end += 1
+            if not peer or any(
+                ln.split("=", 1)[0].strip().lower() == "publickey"
+                and ln.split("=", 1)[1].strip() == peer
+                for ln in lines[i + 1 : end]
+                if "=" in ln
+            ):
+                return i, end
+            i = end
+        else:
+            i += 1
+    return None
+
+
+def _set_line(text: str, section: str, key: str, line: str | None) -> tuple[str, str | None]:
+    """Replace (or add, or remove when ``line`` is None) ``key`` in ``section``."""
+    lines = text.splitlines(keepends=True)
+    bounds = _section_bounds(lines, section)
+    if bounds is None:
+        name = section.partition(":")[0]
+        raise PermanentActuatorError(f"the wg-quick config has no [{name}] section for this")
+    start, end = bounds
+    for i in range(start + 1, end):
+        if "=" in lines[i] and lines[i].split("=", 1)[0].strip().lower() == key.lower():
+            previous = lines[i].rstrip("\n")
+            if line is None:
+                del lines[i]
+            else:
+                lines[i] = line + "\n"
+            return "".join(lines), previous
+    if line is not None:
+        insert = end
+        while insert > start + 1 and not lines[insert - 1].strip():
+            insert -= 1
+        if insert > 0 and not lines[insert - 1].endswith("\n"):
+            lines[insert - 1] += "\n"
+        lines.insert(insert, line + "\n")
+    return "".join(lines), None
+
+
+class Persistence:
+    def __init__(self, root: Path = Path("/")) -> None:
+        self.root = root
+
+    def persist(self, target: Target, value: str) -> Persisted:
+        if target.kind == "sysctl":
+            return self._sysctl(target.name, validate.sysctl_value(value))
+        if target.kind == "mtu":
+            mtu = validate.integer(value, 1280, 65535, "MTU")
+            return self._wg_quick(target.name, "Interface", "MTU", f"MTU = {mtu}")
+        if target.kind == "keepalive":
+            seconds = validate.integer(value, 0, 65535, "keepalive")
+            return self._wg_quick(
+                target.name,
+                f"Peer:{target.peer}",
+                "PersistentKeepalive",
+                f"PersistentKeepalive = {seconds}",
+            )
+        raise InvalidValue(f"{target.kind} changes cannot be persisted")
+
+    def unpersist(self, record: Persisted) -> None:
+        path = self.root / record.path
+        if record.section == "sysctl":
+            entries = self._sysctl_entries(path)
+            entries.pop(record.key, None)
+            if entries:
+                _atomic_write(path, self._sysctl_text(entries))
+            else:
+                path.unlink(missing_ok=True)
+            return
+        text, _ = _set_line(path.read_text(), record.section, record.key, record.previous)
+        _atomic_write(path, text)
+
+    def _sysctl_entries(self, path: Path) -> dict[str, str]:
+        entries: dict[str, str] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                key, sep, value = line.partition("=")
+                if sep and not line.lstrip().startswith("#"):
+                    entries[key.strip()] = value.strip()
+        return entries
+
+    @staticmethod
+    def _sysctl_text(entries: dict[str, str]) -> str:
+        return HEADER + "".join(f"{k} = {v}\n" for k, v in sorted(entries.items()))
+
+    def _sysctl(self, key: str, value: str) -> Persisted:
+        if key not in SYSCTL_ALLOWLIST:
+            raise InvalidValue(f"sysctl {key!r} is not on wg-tuner's allowlist")
+        path = self.root / SYSCTL_FILE
+        entries = self._sysctl_entries(path)
+        previous = entries.get(key)
+        entries[key] = value
+        _atomic_write(path, self._sysctl_text(entries))
+        return Persisted(SYSCTL_FILE, key, "sysctl", previous)
+
+    def _wg_quick(self, ifname: str, section: str, key: str, line: str) -> Persisted:
+        rel = f"{WG_DIR}/{validate.ifname(ifname)}.conf"
+        path = self.root / rel
+        if not path.is_file():
+            raise PermanentActuatorError(f"no wg-quick config for {ifname} to persist into")
+        backup = path.with_name(path.name + ".wg-tuner.bak")
+        if not backup.exists():
+            shutil.copy2(path, backup)
+        text, previous = _set_line(path.read_text(), section, key, line)
+        _atomic_write(path, text)
+        return Persisted(rel, key, section, previous)
