@@ -26,6 +26,7 @@ from tuner.exporters.snapshot_json import snapshot_to_data
 from tuner.exporters.status import render_text
 from tuner.model.rates import rates
 from tuner.observe.collector import Observer
+from tuner.observe.probes import PathProber, ProbeMemory, ProbeSettings
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -89,6 +90,15 @@ def _observer() -> Observer:
     return Observer(nft=Nft())
 
 
+def _prober(args: argparse.Namespace) -> PathProber:
+    memory_path: Path | None = args.state_dir / "probes.json"
+    try:
+        args.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        memory_path = None  # an unwritable state dir: probe without memory
+    return PathProber(ProbeSettings(timeout=args.probe_timeout), ProbeMemory(memory_path))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     require_root("wg-tuner status")
     observer = _observer()
@@ -100,6 +110,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         time.sleep(args.sample)
         snapshot = observer.observe(only)
         rate = rates(first, snapshot)
+    if args.probe:
+        snapshot = _prober(args).probe(
+            snapshot, [(i.name, p.public_key) for i in snapshot.interfaces for p in i.peers]
+        )
     if args.format == "json":
         json.dump(snapshot_to_data(snapshot, rate), sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
@@ -222,6 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         metavar="SECONDS",
         help="observe twice this far apart to show rates (0: once, no rates)",
+    )
+    status.add_argument(
+        "--probe", action="store_true", help="also probe each peer's path MTU through the tunnel"
+    )
+    status.add_argument(
+        "--probe-timeout",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="wait this long for each probe reply (default 0.5)",
     )
 
     metrics = add("metrics", "print Prometheus metrics or write a textfile", cmd_metrics)

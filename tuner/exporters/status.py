@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from tuner.model.probe import MtuProbe, ProbeOutcome
 from tuner.model.rates import PeerRate, Rates
 from tuner.model.snapshot import Peer, Snapshot, WgInterface
 
@@ -32,6 +33,23 @@ def human_age(age: float | None) -> str:
     if age < 7200:
         return f"{age / 60:.0f}m ago"
     return f"{age / 3600:.0f}h ago"
+
+
+def describe_probe(probe: MtuProbe) -> str:
+    what = (
+        f"path MTU {probe.tunnel_mtu}" + ("" if probe.exact else " (budget ran out)")
+        if probe.outcome is ProbeOutcome.OK
+        else probe.outcome.value.upper()
+    )
+    warn = (
+        "  << below interface MTU"
+        if probe.tunnel_mtu is not None and probe.tunnel_mtu < probe.interface_mtu
+        else ""
+    )
+    return (
+        f"probe {probe.peer[:8]}... -> {probe.target}: {what} via {probe.method.value} "
+        f"({probe.probes} probes, {probe.duration:.1f}s){warn}"
+    )
 
 
 def peer_flags(snapshot: Snapshot, peer: Peer, rate: PeerRate | None) -> list[str]:
@@ -109,11 +127,14 @@ def _lines(snapshot: Snapshot, rates: Rates | None) -> Iterator[str]:
                 )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        probes = [p for p in snapshot.probes if p.interface == iface.name]
         for row in rows:
             yield (
                 "  "
                 + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
             )
+        for probe in probes:
+            yield "  " + describe_probe(probe)
     host = snapshot.host
     yield ""
     parts = []

@@ -13,6 +13,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from tuner.model.probe import MtuProbe, Reachability
+
 
 def frozen_map(values: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     """A read-only view of a copy of ``values`` (so a Snapshot cannot be mutated)."""
@@ -166,11 +168,20 @@ class Snapshot:
     """Things observation skipped (a vanished interface, a missing tool)."""
     errors: tuple[str, ...] = field(default=())
     """Interfaces that could not be read, each message naming the interface."""
+    probes: tuple[MtuProbe, ...] = field(default=())
+    """Active path-MTU probes made for this snapshot (empty unless asked for)."""
+    reachability: tuple[Reachability, ...] = field(default=())
 
     def interface(self, name: str) -> WgInterface | None:
         for iface in self.interfaces:
             if iface.name == name:
                 return iface
+        return None
+
+    def probe_for(self, interface: str, peer: str) -> MtuProbe | None:
+        for probe in self.probes:
+            if probe.interface == interface and probe.peer == peer:
+                return probe
         return None
 
     def handshake_age(self, peer: Peer) -> float | None:

@@ -1,0 +1,142 @@
+"""Path-MTU search and probe results (pure: the prober is a function passed in).
+
+``bisect_mtu`` finds the largest packet size that passes, between a floor that must
+pass (1280, IPv6's minimum) and the interface MTU. Each size is tried up to
+``attempts`` times before it counts as lost, so random loss cannot shrink the answer;
+the search stops when the bracket is within ``resolution`` bytes or the budget is spent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+MIN_TUNNEL_MTU = 1280
+WG_PADDING = 16
+"""WireGuard pads each packet to a multiple of 16 bytes (capped at the interface MTU),
+so a probe of N bytes leaves as roundup16(N) + overhead: through a tunnel whose MTU is
+above the path's, pass and fail change only at multiples of 16."""
+LOWEST_PROBE = 576
+"""Below 1280 a tunnel cannot carry IPv6, but the probe still measures such a path."""
+OVERHEAD_V4 = 60
+OVERHEAD_V6 = 80
+
+
+class ProbeMethod(StrEnum):
+    TUNNEL = "tunnel"
+    """ICMP echo with DF through the tunnel to the peer's tunnel address."""
+    UNDERLAY = "underlay"
+    """ICMP echo with DF to the peer's endpoint; tunnel MTU = path MTU - overhead."""
+    TUNNEL_UNDERLAY = "tunnel+underlay"
+    """Found through the tunnel, then refined to the byte on the underlay (see padding)."""
+
+
+class ProbeOutcome(StrEnum):
+    OK = "ok"
+    UNREACHABLE = "unreachable"
+    """Not even the smallest probe passed, but the peer answered before: a down path."""
+    UNPROBEABLE = "unprobeable"
+    """Nothing ever answered (firewalled, no ICMP): never to be read as a blackhole."""
+
+
+@dataclass(frozen=True, slots=True)
+class MtuSearch:
+    mtu: int | None
+    """Largest passing size, or None when even the floor failed."""
+    probes: int
+    exact: bool
+    """False when the budget ran out before the bracket closed."""
+    failed_at: int | None = None
+    """Smallest size known to fail (None when the ceiling passed)."""
+
+
+def bisect_mtu(  # noqa: PLR0911 - each early return is one documented outcome
+    passes: Callable[[int], bool],
+    floor: int,
+    ceiling: int,
+    *,
+    lowest: int | None = None,
+    attempts: int = 3,
+    resolution: int = 4,
+    budget: int = 40,
+    out_of_time: Callable[[], bool] = lambda: False,
+) -> MtuSearch:
+    """Largest size in [lowest or floor, ceiling] for which ``passes(size)`` is true.
+
+    The floor is tried first (it usually passes and tells the prober the round-trip
+    time), then the ceiling; only when the floor fails is ``lowest`` tried, so a path
+    below the floor is still measured. A size is lost only after ``attempts`` tries.
+    Running out of budget never counts as a failure: the result is then marked inexact.
+    """
+    sent = 0
+
+    def ok(size: int) -> bool | None:
+        nonlocal sent
+        for _ in range(attempts):
+            if sent >= budget or out_of_time():
+                return None
+            sent += 1
+            if passes(size):
+                return True
+        return False
+
+    first = ok(floor)
+    if first is None:
+        return MtuSearch(None, sent, False)
+    if first:
+        top = ok(ceiling)
+        if top is None:
+            return MtuSearch(floor, sent, False)
+        if top:
+            return MtuSearch(ceiling, sent, True)
+        lo, hi = floor, ceiling  # lo passes, hi fails
+    else:
+        if lowest is None or lowest >= floor:
+            return MtuSearch(None, sent, True)
+        low = ok(lowest)
+        if not low:
+            return MtuSearch(None, sent, low is not None)
+        lo, hi = lowest, floor
+    while hi - lo > resolution:
+        mid = (lo + hi) // 2
+        verdict = ok(mid)
+        if verdict is None:
+            return MtuSearch(lo, sent, False, hi)
+        if verdict:
+            lo = mid
+        else:
+            hi = mid
+    return MtuSearch(lo, sent, True, hi)
+
+
+@dataclass(frozen=True, slots=True)
+class MtuProbe:
+    interface: str
+    peer: str
+    target: str
+    method: ProbeMethod
+    outcome: ProbeOutcome
+    tunnel_mtu: int | None
+    """Largest tunnel MTU that passed (already net of overhead for underlay probes)."""
+    interface_mtu: int
+    probes: int
+    exact: bool
+    at: float
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reachability:
+    interface: str
+    peer: str
+    target: str
+    sent: int
+    received: int
+    rtt_ms: float | None
+    """Median round-trip time of the replies."""
+    at: float
+
+    @property
+    def loss(self) -> float:
+        return 1.0 - self.received / self.sent if self.sent else 1.0

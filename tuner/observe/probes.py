@@ -1,0 +1,360 @@
+"""Active probes through the tunnel: path MTU per peer and reachability (loss, RTT).
+
+Probes are observations: their results are added to a Snapshot with their method and
+time. A small memory file in the state directory (0600) remembers which peers have
+answered before and when each was last probed, so a peer that used to answer and
+now does not is *unreachable*, while one that never answered is *unprobeable* — never
+a blackhole — and the schedule can space probes out across runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from tuner.adapters.icmp import Pinger
+from tuner.model.probe import (
+    LOWEST_PROBE,
+    MIN_TUNNEL_MTU,
+    OVERHEAD_V4,
+    OVERHEAD_V6,
+    WG_PADDING,
+    MtuProbe,
+    MtuSearch,
+    ProbeMethod,
+    ProbeOutcome,
+    Reachability,
+    bisect_mtu,
+)
+from tuner.model.snapshot import Peer, Snapshot, WgInterface
+from tuner.observe.collector import endpoint_host
+
+log = structlog.get_logger("tuner.probe")
+
+ACTIVE_HANDSHAKE_MAX = 180.0
+SMALL_PACKET = 84
+MIN_TIMEOUT = 0.05
+
+
+class Echo(Protocol):
+    def echo(self, size: int, timeout: float) -> float | None: ...
+    def close(self) -> None: ...
+
+
+EchoFactory = Callable[[str, str | None], Echo]
+
+
+def _real_echo(target: str, device: str | None) -> Echo:
+    return Pinger(target, device=device)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSettings:
+    timeout: float = 0.5
+    """Seconds to wait for one reply."""
+    attempts: int = 3
+    """Tries per size before it counts as lost."""
+    budget: float = 5.0
+    """Seconds per peer for the whole MTU search."""
+    parallel: int = 8
+    reach_count: int = 5
+
+
+def tunnel_target(peer: Peer) -> str | None:
+    """The peer's own tunnel address: the host route (/32, /128) in its allowed IPs."""
+    for cidr in peer.allowed_ips:
+        try:
+            net = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            continue
+        if net.num_addresses == 1:
+            return str(net.network_address)
+    return None
+
+
+class ProbeMemory:
+    """Which peers answered before and when each was last probed (persisted, 0600)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.answered: set[str] = set()
+        self.last: dict[str, float] = {}
+        if path is not None and path.exists():
+            try:
+                data = json.loads(path.read_text())
+                self.answered = set(data.get("answered", []))
+                self.last = {str(k): float(v) for k, v in data.get("last", {}).items()}
+            except (OSError, ValueError, AttributeError):
+                log.warning("probe.memory_unreadable", path=str(path))
+
+    @staticmethod
+    def key(interface: str, peer: str) -> str:
+        return f"{interface}/{peer}"
+
+    def last_probed(self) -> dict[tuple[str, str], float]:
+        return {tuple(k.split("/", 1)): v for k, v in self.last.items()}  # type: ignore[misc]
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"answered": sorted(self.answered), "last": self.last}, fh)
+        os.replace(tmp, self.path)
+
+
+class PathProber:
+    def __init__(
+        self,
+        settings: ProbeSettings = ProbeSettings(),
+        memory: ProbeMemory | None = None,
+        echo: EchoFactory = _real_echo,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.memory = memory or ProbeMemory(None)
+        self.echo = echo
+        self.clock = clock
+
+    def _search(
+        self,
+        target: str,
+        device: str | None,
+        *,
+        floor: int,
+        ceiling: int,
+        lowest: int | None,
+        resolution: int = 4,
+    ) -> MtuSearch:
+        deadline = time.monotonic() + self.settings.budget
+        pinger = self.echo(target, device)
+        slowest: list[float] = []
+
+        def passes(size: int) -> bool:
+            # Once a reply has been seen, a lost probe is declared lost after a few
+            # round-trip times instead of the full timeout: failures stay cheap.
+            timeout = self.settings.timeout
+            if slowest:
+                timeout = min(timeout, max(MIN_TIMEOUT, 4 * slowest[0]))
+            rtt = pinger.echo(size, timeout)
+            if rtt is None:
+                return False
+            slowest[:] = [max([rtt, *slowest])]
+            return True
+
+        try:
+            result = bisect_mtu(
+                passes,
+                floor,
+                max(floor, ceiling),
+                lowest=lowest,
+                resolution=resolution,
+                attempts=self.settings.attempts,
+                out_of_time=lambda: time.monotonic() > deadline,
+            )
+        finally:
+            pinger.close()
+        return result
+
+    def _refine(self, iface: WgInterface, peer: Peer, found: int) -> tuple[int | None, int]:
+        """Byte-exact tunnel MTU in [found, found + 15] from the underlay, if it answers.
+
+        Through the tunnel, padding hides the last 15 bytes (see WG_PADDING); the outer
+        path seen with DF probes to the endpoint does not.
+        """
+        host = endpoint_host(peer.endpoint) if peer.endpoint else None
+        if host is None:
+            return None, 0
+        overhead = OVERHEAD_V6 if ":" in host else OVERHEAD_V4
+        top = min(found + WG_PADDING - 1, iface.link.mtu - 1)
+        search = self._search(
+            host, None, floor=found + overhead, ceiling=top + overhead, lowest=None, resolution=1
+        )
+        if search.mtu is None or not search.exact:
+            return None, search.probes
+        return search.mtu - overhead, search.probes
+
+    def mtu(
+        self, snapshot: Snapshot, iface: WgInterface, peer: Peer, target: str | None = None
+    ) -> MtuProbe:
+        started = time.monotonic()
+        key = ProbeMemory.key(iface.name, peer.public_key)
+        target = target or tunnel_target(peer)
+        total = 0
+        if target is not None:
+            search = self._search(target, iface.name, MIN_TUNNEL_MTU, iface.link.mtu, LOWEST_PROBE)
+            total += search.probes
+            mtu, method = search.mtu, ProbeMethod.TUNNEL
+            if mtu is not None:
+                self.memory.answered.add(key)
+                if search.failed_at is not None and search.exact:
+                    # Padding makes the pass/fail edge a multiple of 16: snap to it.
+                    mtu = max(mtu, (search.failed_at - 1) // WG_PADDING * WG_PADDING)
+                    refined, sent = self._refine(iface, peer, mtu)
+                    total += sent
+                    if refined is not None:
+                        mtu, method = refined, ProbeMethod.TUNNEL_UNDERLAY
+                return self._result(
+                    iface,
+                    peer,
+                    target,
+                    method=method,
+                    outcome=ProbeOutcome.OK,
+                    mtu=mtu,
+                    probes=total,
+                    exact=search.exact,
+                    started=started,
+                )
+            age = snapshot.handshake_age(peer)
+            if key in self.memory.answered or (
+                peer.endpoint and (age is None or age > ACTIVE_HANDSHAKE_MAX)
+            ):
+                return self._result(
+                    iface,
+                    peer,
+                    target,
+                    method=ProbeMethod.TUNNEL,
+                    outcome=ProbeOutcome.UNREACHABLE,
+                    mtu=None,
+                    probes=total,
+                    exact=True,
+                    started=started,
+                )
+        host = endpoint_host(peer.endpoint) if peer.endpoint else None
+        if host is None:
+            return self._result(
+                iface,
+                peer,
+                target or "-",
+                method=ProbeMethod.TUNNEL,
+                outcome=ProbeOutcome.UNPROBEABLE,
+                mtu=None,
+                probes=total,
+                exact=True,
+                started=started,
+            )
+        overhead = OVERHEAD_V6 if ":" in host else OVERHEAD_V4
+        underlay_mtu = max(
+            (u.mtu for u in snapshot.underlays if u.name in iface.underlays), default=1500
+        )
+        under = self._search(
+            host,
+            None,
+            floor=MIN_TUNNEL_MTU + overhead,
+            ceiling=underlay_mtu,
+            lowest=LOWEST_PROBE + overhead,
+        )
+        total += under.probes
+        outer, exact = under.mtu, under.exact
+        if outer is None:
+            return self._result(
+                iface,
+                peer,
+                host,
+                method=ProbeMethod.UNDERLAY,
+                outcome=ProbeOutcome.UNPROBEABLE,
+                mtu=None,
+                probes=total,
+                exact=True,
+                started=started,
+            )
+        return self._result(
+            iface,
+            peer,
+            host,
+            method=ProbeMethod.UNDERLAY,
+            outcome=ProbeOutcome.OK,
+            mtu=min(outer - overhead, iface.link.mtu),
+            probes=total,
+            exact=exact,
+            started=started,
+        )
+
+    def _result(
+        self,
+        iface: WgInterface,
+        peer: Peer,
+        target: str,
+        *,
+        method: ProbeMethod,
+        outcome: ProbeOutcome,
+        mtu: int | None,
+        probes: int,
+        exact: bool,
+        started: float,
+    ) -> MtuProbe:
+        now = self.clock()
+        self.memory.last[ProbeMemory.key(iface.name, peer.public_key)] = now
+        probe = MtuProbe(
+            iface.name,
+            peer.public_key,
+            target,
+            method,
+            outcome,
+            mtu,
+            iface.link.mtu,
+            probes,
+            exact,
+            now,
+            time.monotonic() - started,
+        )
+        log.info(
+            "probe.mtu",
+            interface=iface.name,
+            peer=peer.public_key,
+            method=method.value,
+            outcome=outcome.value,
+            tunnel_mtu=mtu,
+            probes=probes,
+        )
+        return probe
+
+    def reach(self, iface: WgInterface, peer: Peer, target: str | None = None) -> Reachability:
+        target = target or tunnel_target(peer)
+        if target is None:
+            return Reachability(iface.name, peer.public_key, "-", 0, 0, None, self.clock())
+        pinger = self.echo(target, iface.name)
+        rtts: list[float] = []
+        try:
+            for _ in range(self.settings.reach_count):
+                rtt = pinger.echo(SMALL_PACKET, self.settings.timeout)
+                if rtt is not None:
+                    rtts.append(rtt * 1000)
+        finally:
+            pinger.close()
+        return Reachability(
+            iface.name,
+            peer.public_key,
+            target,
+            self.settings.reach_count,
+            len(rtts),
+            statistics.median(rtts) if rtts else None,
+            self.clock(),
+        )
+
+    def probe(self, snapshot: Snapshot, which: Iterable[tuple[str, str]]) -> Snapshot:
+        """Snapshot with MTU probes for (interface, peer) pairs, run in parallel."""
+        jobs = []
+        for name, key in which:
+            iface = snapshot.interface(name)
+            peer = next((p for p in iface.peers if p.public_key == key), None) if iface else None
+            if iface is not None and peer is not None:
+                jobs.append((iface, peer))
+        if not jobs:
+            return snapshot
+        with ThreadPoolExecutor(max_workers=max(1, self.settings.parallel)) as pool:
+            results = list(pool.map(lambda job: self.mtu(snapshot, *job), jobs))
+        self.memory.save()
+        return replace(snapshot, probes=snapshot.probes + tuple(results))
