@@ -194,7 +194,13 @@ class PathProber:
         target = target or tunnel_target(peer)
         total = 0
         if target is not None:
-            search = self._search(target, iface.name, MIN_TUNNEL_MTU, iface.link.mtu, LOWEST_PROBE)
+            search = self._search(
+                target,
+                iface.name,
+                floor=MIN_TUNNEL_MTU,
+                ceiling=iface.link.mtu,
+                lowest=LOWEST_PROBE,
+            )
             total += search.probes
             mtu, method = search.mtu, ProbeMethod.TUNNEL
             if mtu is not None:
