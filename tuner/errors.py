@@ -69,3 +69,26 @@ class NotApplicable(ActuatorError):
 
 class NotRevertible(ActuatorError):
     """The knob rejects writes, so a change could not be undone (kernel-managed IRQ)."""
+
+
+class PolicyError(TunerError):
+    """One or more policy files are invalid; nothing is changed. Each issue has a location."""
+
+    def __init__(self, issues: list[PolicyIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+class PolicyIssue:
+    """``file:line:col: message (hint)``, lines and columns counted from 1."""
+
+    __slots__ = ("col", "file", "hint", "line", "message")
+
+    def __init__(self, file: str, line: int, col: int, message: str, hint: str = "") -> None:
+        self.file, self.line, self.col = file, line, col
+        self.message, self.hint = message, hint
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}" + (
+            f" (hint: {self.hint})" if self.hint else ""
+        )

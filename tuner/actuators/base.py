@@ -17,21 +17,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 from tuner.model.snapshot import frozen_map
+from tuner.model.target import Target
+
+__all__ = ["Actuator", "HealthCheck", "Target", "Value"]
 
 Value = str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What a change is made to. ``name`` is an interface, sysctl key or IRQ/queue."""
-
-    kind: str
-    name: str
-    peer: str = ""
-    """A peer's base64 public key, for per-peer knobs."""
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.name}" + (f"/{self.peer[:8]}" if self.peer else "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,10 +19,10 @@ from tuner.actuators.base import HealthCheck, Target, Value
 from tuner.adapters.nft import NftError, list_table_objects, run_batch
 from tuner.errors import InvalidValue, PermanentActuatorError
 from tuner.model.knobs import NFT_FAMILY, NFT_TABLE
+from tuner.model.mss import COMMENT, settings_from
 
 CHAIN = "mss"
 MANGLE_PRIORITY = -150
-COMMENT = "wg-tuner mss "
 MIN_MSS, MAX_MSS = 536, 65495
 
 
@@ -49,22 +49,6 @@ class NftBinary:
             run_batch(self.binary, commands)
         except NftError as exc:
             raise PermanentActuatorError(f"nft refused the MSS table: {exc}") from exc
-
-
-def settings_from(objects: list[dict[str, Any]] | None) -> dict[str, str]:
-    """Interface -> clamp value, from our table's rules."""
-    out: dict[str, str] = {}
-    for item in objects or ():
-        rule = item.get("rule")
-        if not isinstance(rule, dict) or not str(rule.get("comment", "")).startswith(COMMENT):
-            continue
-        ifname = str(rule["comment"])[len(COMMENT) :]
-        for expr in rule.get("expr", ()):
-            mangle = expr.get("mangle") if isinstance(expr, dict) else None
-            if mangle is not None:
-                value = mangle.get("value")
-                out[ifname] = "pmtu" if isinstance(value, dict) else str(value)
-    return out
 
 
 def _table() -> dict[str, Any]:

@@ -31,3 +31,6 @@ INITIAL_NETNS_ONLY: frozenset[str] = frozenset(
 NFT_FAMILY = "inet"
 NFT_TABLE = "wg_tuner"
 """The one nftables table wg-tuner owns; nothing outside it is ever touched."""
+
+READ_ONLY_SYSCTLS: tuple[str, ...] = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
+"""Observed for policy conditions, never written."""

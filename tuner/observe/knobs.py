@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from tuner.adapters.nft import Nft
 from tuner.errors import ObserveError
 from tuner.model.cpumask import normalise_mask
-from tuner.model.knobs import SYSCTL_ALLOWLIST
+from tuner.model.knobs import READ_ONLY_SYSCTLS, SYSCTL_ALLOWLIST
 from tuner.model.snapshot import Knobs, frozen_map
 from tuner.observe.paths import HostPaths
 from tuner.observe.procfs import read_sysctl
@@ -42,7 +42,7 @@ def read_knobs(
     paths: HostPaths, devices: Iterable[str], nft: Nft | None
 ) -> tuple[Knobs, tuple[str, ...]]:
     notes: list[str] = []
-    sysctls = {key: read_sysctl(paths, key) for key in SYSCTL_ALLOWLIST}
+    sysctls = {key: read_sysctl(paths, key) for key in SYSCTL_ALLOWLIST + READ_ONLY_SYSCTLS}
     rps, xps = read_queue_masks(paths, devices)
     table: str | None = None
     if nft is not None and nft.available:

@@ -1,0 +1,351 @@
+"""The metrics policies may name, computed from two consecutive snapshots (pure).
+
+Each metric has a scope: ``peer.*`` and ``probe.*`` need a peer, ``iface.*`` an
+interface, everything else is host-wide. A policy may use metrics of its own scope
+or a wider one. A metric that cannot be computed (no previous snapshot for a rate, no
+probe) is None, and a condition on None is false.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tuner.model.probe import ProbeOutcome
+from tuner.model.rates import Rates, delta
+from tuner.model.snapshot import Implementation, Peer, Snapshot, WgInterface
+
+NEVER = 1e9
+"""Handshake age reported for a peer that never completed a handshake."""
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One evaluation: the newest snapshot and the one before it."""
+
+    prev: Snapshot | None
+    cur: Snapshot
+    rates: Rates | None
+
+    @property
+    def interval(self) -> float | None:
+        return self.rates.interval if self.rates and self.rates.interval > 0 else None
+
+
+PeerFn = Callable[[Point, WgInterface, Peer], float | None]
+IfaceFn = Callable[[Point, WgInterface], float | None]
+HostFn = Callable[[Point], float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    name: str
+    scope: str
+    unit: str
+    doc: str
+    peer: PeerFn | None = None
+    iface: IfaceFn | None = None
+    host: HostFn | None = None
+
+
+def _peer_rate(p: Point, i: WgInterface, peer: Peer) -> tuple[int, int] | None:
+    if p.rates is None:
+        return None
+    rate = p.rates.peers.get((i.name, peer.public_key))
+    return None if rate is None else (rate.rx_delta, rate.tx_delta)
+
+
+def handshake_age(p: Point, i: WgInterface, peer: Peer) -> float:
+    age = p.cur.handshake_age(peer)
+    return NEVER if age is None else age
+
+
+def tx_without_rx(p: Point, i: WgInterface, peer: Peer) -> float | None:
+    r = _peer_rate(p, i, peer)
+    return None if r is None else float(r[1] > 0 and r[0] == 0)
+
+
+def demand(p: Point, i: WgInterface, peer: Peer) -> float | None:
+    r = _peer_rate(p, i, peer)
+    return None if r is None else float(r[0] > 0 or r[1] > 0)
+
+
+def byte_rate(which: int) -> PeerFn:
+    def fn(p: Point, i: WgInterface, peer: Peer) -> float | None:
+        r = _peer_rate(p, i, peer)
+        return None if r is None or p.interval is None else r[which] / p.interval
+
+    return fn
+
+
+def endpoint_changed(p: Point, i: WgInterface, peer: Peer) -> float | None:
+    if p.prev is None:
+        return None
+    old = p.prev.interface(i.name)
+    before = next((q for q in old.peers if q.public_key == peer.public_key), None) if old else None
+    if before is None:
+        return None
+    return float(before.endpoint != peer.endpoint and before.endpoint is not None)
+
+
+def probe_mtu(p: Point, i: WgInterface, peer: Peer) -> float | None:
+    probe = p.cur.probe_for(i.name, peer.public_key)
+    if probe is None or probe.outcome is not ProbeOutcome.OK or probe.tunnel_mtu is None:
+        return None
+    return float(probe.tunnel_mtu)
+
+
+def probe_deficit(p: Point, i: WgInterface, peer: Peer) -> float | None:
+    mtu = probe_mtu(p, i, peer)
+    return None if mtu is None else max(0.0, i.link.mtu - mtu)
+
+
+def probe_unreachable(p: Point, i: WgInterface, peer: Peer) -> float | None:
+    probe = p.cur.probe_for(i.name, peer.public_key)
+    return None if probe is None else float(probe.outcome is ProbeOutcome.UNREACHABLE)
+
+
+def iface_min_probe(p: Point, i: WgInterface) -> float | None:
+    values = [v for peer in i.peers if (v := probe_mtu(p, i, peer)) is not None]
+    return min(values) if values else None
+
+
+def iface_deficit(p: Point, i: WgInterface) -> float | None:
+    low = iface_min_probe(p, i)
+    return None if low is None else max(0.0, i.link.mtu - low)
+
+
+def counter_rate(proto: str, name: str) -> HostFn:
+    def fn(p: Point) -> float | None:
+        if p.rates is None or p.interval is None:
+            return None
+        return p.rates.counters.get(proto, {}).get(name, 0) / p.interval
+
+    return fn
+
+
+def softnet_drops(p: Point) -> float | None:
+    if p.prev is None or p.interval is None:
+        return None
+    old = {row.cpu: row for row in p.prev.host.softnet}
+    total = sum(
+        delta(old[row.cpu].dropped, row.dropped) for row in p.cur.host.softnet if row.cpu in old
+    )
+    return total / p.interval
+
+
+def _core_shares(p: Point) -> list[tuple[float, float]]:
+    """(busy share, softirq share) per core between the two snapshots."""
+    if p.prev is None:
+        return []
+    old = {c.cpu: c for c in p.prev.host.cpus}
+    out = []
+    for c in p.cur.host.cpus:
+        before = old.get(c.cpu)
+        if before is None:
+            continue
+        total = c.total - before.total
+        if total <= 0:
+            continue
+        idle = (c.idle + c.iowait) - (before.idle + before.iowait)
+        out.append((1 - idle / total, (c.softirq - before.softirq) / total))
+    return out
+
+
+def cpu_max_busy(p: Point) -> float | None:
+    shares = _core_shares(p)
+    return max(s[0] for s in shares) if shares else None
+
+
+def cpu_min_busy(p: Point) -> float | None:
+    shares = _core_shares(p)
+    return min(s[0] for s in shares) if shares else None
+
+
+def cpu_hot_softirq(p: Point) -> float | None:
+    """Softirq share of the busiest core."""
+    shares = _core_shares(p)
+    return max(shares)[1] if shares else None
+
+
+def conntrack_fill(p: Point) -> float | None:
+    ct = p.cur.host.conntrack
+    return ct.count / ct.max if ct and ct.max > 0 else None
+
+
+def sysctl_value(key: str) -> HostFn:
+    def fn(p: Point) -> float | None:
+        value = p.cur.knobs.sysctls.get(key)
+        return float(value) if value is not None and value.isdigit() else None
+
+    return fn
+
+
+def implementation(kind: Implementation) -> HostFn:
+    def fn(p: Point) -> float | None:
+        return float(any(i.implementation is kind for i in p.cur.interfaces))
+
+    return fn
+
+
+CATALOGUE: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric(
+            "peer.handshake_age",
+            "peer",
+            "s",
+            "seconds since the last handshake (1e9: never)",
+            peer=handshake_age,
+        ),
+        Metric(
+            "peer.tx_without_rx",
+            "peer",
+            "bool",
+            "1 when tx grew and rx did not",
+            peer=tx_without_rx,
+        ),
+        Metric("peer.demand", "peer", "bool", "1 when tx or rx grew", peer=demand),
+        Metric("peer.rx_rate", "peer", "B/s", "bytes received per second", peer=byte_rate(0)),
+        Metric("peer.tx_rate", "peer", "B/s", "bytes sent per second", peer=byte_rate(1)),
+        Metric(
+            "peer.endpoint_changed",
+            "peer",
+            "bool",
+            "1 when the endpoint changed",
+            peer=endpoint_changed,
+        ),
+        Metric(
+            "peer.keepalive",
+            "peer",
+            "s",
+            "persistent keepalive (0: off)",
+            peer=lambda p, i, peer: float(peer.persistent_keepalive),
+        ),
+        Metric(
+            "probe.tunnel_mtu",
+            "peer",
+            "B",
+            "largest tunnel MTU that passed a probe",
+            peer=probe_mtu,
+        ),
+        Metric(
+            "probe.mtu_deficit",
+            "peer",
+            "B",
+            "interface MTU minus probed tunnel MTU",
+            peer=probe_deficit,
+        ),
+        Metric(
+            "probe.unreachable",
+            "peer",
+            "bool",
+            "1 when the probe found the peer down",
+            peer=probe_unreachable,
+        ),
+        Metric(
+            "iface.mtu", "interface", "B", "interface MTU", iface=lambda p, i: float(i.link.mtu)
+        ),
+        Metric(
+            "iface.min_tunnel_mtu",
+            "interface",
+            "B",
+            "smallest probed tunnel MTU of its peers",
+            iface=iface_min_probe,
+        ),
+        Metric(
+            "iface.mtu_deficit",
+            "interface",
+            "B",
+            "interface MTU minus the smallest probe",
+            iface=iface_deficit,
+        ),
+        Metric(
+            "udp.rcvbuf_errors_rate",
+            "host",
+            "1/s",
+            "Udp RcvbufErrors per second",
+            host=counter_rate("Udp", "RcvbufErrors"),
+        ),
+        Metric(
+            "udp.sndbuf_errors_rate",
+            "host",
+            "1/s",
+            "Udp SndbufErrors per second",
+            host=counter_rate("Udp", "SndbufErrors"),
+        ),
+        Metric(
+            "udp.in_errors_rate",
+            "host",
+            "1/s",
+            "Udp InErrors per second",
+            host=counter_rate("Udp", "InErrors"),
+        ),
+        Metric(
+            "tcp.retrans_rate",
+            "host",
+            "1/s",
+            "Tcp RetransSegs per second",
+            host=counter_rate("Tcp", "RetransSegs"),
+        ),
+        Metric(
+            "ip.frag_fails_rate",
+            "host",
+            "1/s",
+            "Ip FragFails per second",
+            host=counter_rate("Ip", "FragFails"),
+        ),
+        Metric(
+            "softnet.drops_rate",
+            "host",
+            "1/s",
+            "softnet backlog drops per second",
+            host=softnet_drops,
+        ),
+        Metric(
+            "cpu.max_busy", "host", "share", "busy share of the busiest core", host=cpu_max_busy
+        ),
+        Metric("cpu.min_busy", "host", "share", "busy share of the idlest core", host=cpu_min_busy),
+        Metric(
+            "cpu.hot_softirq",
+            "host",
+            "share",
+            "softirq share of the busiest core",
+            host=cpu_hot_softirq,
+        ),
+        Metric("conntrack.fill", "host", "share", "conntrack entries / max", host=conntrack_fill),
+        Metric(
+            "host.ip_forward",
+            "host",
+            "bool",
+            "net.ipv4.ip_forward",
+            host=sysctl_value("net.ipv4.ip_forward"),
+        ),
+        Metric(
+            "wg.userspace",
+            "host",
+            "bool",
+            "1 when a userspace WireGuard runs here",
+            host=implementation(Implementation.USERSPACE),
+        ),
+        Metric(
+            "wg.kernel",
+            "host",
+            "bool",
+            "1 when kernel WireGuard runs here",
+            host=implementation(Implementation.KERNEL),
+        ),
+    )
+}
+
+SCOPE_RANK = {"host": 0, "interface": 1, "peer": 2}
+
+
+def value(name: str, point: Point, iface: WgInterface | None, peer: Peer | None) -> float | None:
+    metric = CATALOGUE[name]
+    if metric.peer is not None:
+        return None if iface is None or peer is None else metric.peer(point, iface, peer)
+    if metric.iface is not None:
+        return None if iface is None else metric.iface(point, iface)
+    assert metric.host is not None  # noqa: S101 - every catalogue entry has one function
+    return metric.host(point)

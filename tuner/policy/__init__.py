@@ -1,0 +1,1 @@
+"""Policy files: YAML in, Policy values out, every error with file:line:col."""
