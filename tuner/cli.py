@@ -18,15 +18,20 @@ from typing import Any
 import structlog
 
 from tuner import __version__
+from tuner.actuators import registry
 from tuner.adapters.nft import Nft
+from tuner.core.guards import PlanContext
+from tuner.engine.planning import Planner, frozen_reason
 from tuner.errors import TunerError, UsageError
-from tuner.exporters import logs
+from tuner.exporters import logs, report
 from tuner.exporters.metrics import render, write_textfile
 from tuner.exporters.snapshot_json import snapshot_to_data
 from tuner.exporters.status import render_text
+from tuner.model.probe_schedule import ProbeSchedule
 from tuner.model.rates import rates
 from tuner.observe.collector import Observer
 from tuner.observe.probes import PathProber, ProbeMemory, ProbeSettings
+from tuner.policy import loader as policy_loader
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -201,6 +206,46 @@ def _print_lab_status(data: dict[str, Any]) -> None:
     print("  faults: " + (", ".join(faults) if faults else "none"))
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    paths = list(args.paths) or [args.policies]
+    policies, issues = policy_loader.load(paths)
+    for issue in issues:
+        print(issue)
+    if issues:
+        print(f"{len(issues)} error(s); nothing was loaded", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{len(policies)} policies valid: " + ", ".join(p.name for p in policies))
+    return EXIT_OK
+
+
+EXIT_CHANGES = 2
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    policies = policy_loader.load_or_raise([args.policies])
+    require_root("wg-tuner plan")
+    # A one-shot plan wants fresh evidence: probe now, oldest-probed first, bounded.
+    schedule = ProbeSchedule(sweep_interval=0.0, min_interval=0.0, max_per_cycle=args.probe_max)
+    planner = Planner(_observer(), _prober(args), registry.build(), schedule=schedule)
+    history = planner.history(args.sample, policies)
+    ctx = PlanContext(now=time.time(), frozen=frozen_reason(args.state_dir))
+    result = planner.decide(history, policies, ctx)
+    notes = tuple(history[-1].errors) + tuple(history[-1].notes)
+    render = {"json": report.render_json, "markdown": report.render_markdown}.get(
+        args.format, report.render_text
+    )
+    sys.stdout.write(render(result, notes))
+    log.info(
+        "plan.done",
+        findings=len(result.findings),
+        changes=len(result.changes),
+        admitted=len(result.admitted),
+    )
+    if args.detailed_exitcode and result.changed:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
 def cmd_later(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         raise UsageError(f"wg-tuner {name} is not available in this version yet ({issue})")
@@ -256,8 +301,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="write atomically to PATH (node_exporter textfile collector)",
     )
 
-    add("validate", "check policy files", cmd_later("validate", "policies"))
-    add("plan", "show what would change and why (dry-run)", cmd_later("plan", "policies"))
+    validate = add("validate", "check policy files; every error as file:line:col", cmd_validate)
+    validate.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="policy files or directories (default: --policies)",
+    )
+    plan_cmd = add("plan", "show what would change and why (dry-run)", cmd_plan)
+    plan_cmd.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    plan_cmd.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when changes are proposed (0: none, 1: error)",
+    )
+    plan_cmd.add_argument(
+        "--sample",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="observe twice this far apart for rates (default 2)",
+    )
+    plan_cmd.add_argument(
+        "--probe-max",
+        type=int,
+        default=64,
+        metavar="N",
+        help="probe at most N peers, least recently probed first (default 64)",
+    )
+    plan_cmd.add_argument(
+        "--probe-timeout",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="wait this long for each probe reply (default 0.5)",
+    )
     add("apply", "apply guarded changes once, verify, roll back", cmd_later("apply", "apply"))
     add("run", "reconcile continuously (daemon)", cmd_later("run", "daemon"))
     add("rollback", "undo changes wg-tuner made", cmd_later("rollback", "apply"))

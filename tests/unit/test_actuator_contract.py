@@ -171,8 +171,8 @@ def test_managed_irq_is_not_revertible(tmp_path: Path) -> None:
 
     act = IrqAffinityActuator(paths, write=reject)
     target = Target("irq_affinity", "irq/24")
-    assert "rejects writes" in (act.check(target) or "")
-    with pytest.raises(NotRevertible):
+    assert act.check(target) is None  # check never writes; the refusal shows on apply
+    with pytest.raises(NotRevertible, match="rejects writes"):
         act.apply(target, "1")
 
 

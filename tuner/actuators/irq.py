@@ -3,8 +3,8 @@
 
 Targets: ``irq/24`` or ``DEV/rx-0`` / ``DEV/tx-0``. Values are canonical CPU lists
 (``0-3``) whatever the file's spelling, so ``00000000,0000000f`` equals ``0-3``.
-A kernel-managed IRQ rejects writes: ``check`` finds that out by writing back the
-current value (a no-op) and reports the target as not revertible.
+A kernel-managed IRQ rejects writes: ``apply`` raises NotRevertible, which the journal
+records so the guard holds that target at plan time from then on.
 """
 
 from __future__ import annotations
@@ -99,11 +99,11 @@ class IrqAffinityActuator:
             self._put(target, cpus)
 
     def check(self, target: Target) -> str | None:
+        # Read-only: a kernel-managed IRQ is only found out when a write is refused
+        # (NotRevertible); the journal records that and the guard holds it from then on.
         try:
-            current = self.read(target)
-            if current:
-                self._put(target, current)  # writing back what is there changes nothing
-        except (NotRevertible, PermanentActuatorError, InvalidValue) as exc:
+            self.read(target)
+        except (PermanentActuatorError, InvalidValue) as exc:
             return str(exc)
         return None
 

@@ -18,6 +18,7 @@ from tuner.core.guards import Candidate, Decision, PlanContext, Verdict, judge
 from tuner.core.metrics import Point, value
 from tuner.model.mss import settings_from_canonical
 from tuner.model.policy import Action, ActionKind, Policy
+from tuner.model.probe import MtuProbe
 from tuner.model.snapshot import Snapshot
 from tuner.model.target import Target
 
@@ -35,6 +36,8 @@ class ProposedChange:
     priority: int
     verdict: Verdict
     persist: bool = False
+    probes: tuple[MtuProbe, ...] = ()
+    """The path-MTU probes behind an MTU or MSS change (their method and result)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +193,11 @@ def plan(history: Sequence[Snapshot], policies: Sequence[Policy], ctx: PlanConte
             priority=policy.priority,
             verdict=verdict,
             persist=policy.action.persist,
+            probes=tuple(
+                p
+                for p in snapshot.probes
+                if p.interface == target.name and target.kind in ("mtu", "mss_clamp")
+            ),
         )
         if winner is None:
             winners[target] = change

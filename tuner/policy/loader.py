@@ -479,9 +479,7 @@ def _verify(ctx: Ctx, node: yaml.Node | None) -> Verify:
     )
 
 
-def _policy(
-    ctx: Ctx, root: yaml.Node, source: str
-) -> Policy | None:
+def _policy(ctx: Ctx, root: yaml.Node, source: str) -> Policy | None:
     top = ctx.mapping(
         root,
         {"apiVersion", "kind", "metadata", "spec"},

@@ -1,0 +1,1 @@
+"""The imperative shell: observe, decide with the pure core, act (later), report."""

@@ -1,0 +1,84 @@
+"""Build a Plan from the live host: observe twice, probe where policies need it, decide.
+
+The only side effects are reads and probes; the decision itself is ``core.plan.plan``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from tuner.actuators.base import Actuator
+from tuner.core.guards import Decision, PlanContext
+from tuner.core.plan import Plan, plan, with_blocked
+from tuner.model.policy import Policy
+from tuner.model.probe_schedule import ProbeSchedule, due_probes
+from tuner.model.rates import rates
+from tuner.model.snapshot import Snapshot
+from tuner.model.target import Target
+from tuner.observe.collector import Observer
+from tuner.observe.probes import PathProber
+
+log = structlog.get_logger("tuner.engine")
+
+FREEZE_FILE = "FROZEN"
+PROBE_METRICS = ("probe.", "iface.min_tunnel_mtu", "iface.mtu_deficit")
+
+
+def needs_probes(policies: Sequence[Policy]) -> bool:
+    names = [c.metric for p in policies for c in p.conditions]
+    names += [p.action.derive for p in policies if p.action.derive]
+    return any(n.startswith(PROBE_METRICS) for n in names)
+
+
+def frozen_reason(state_dir: Path) -> str | None:
+    path = state_dir / FREEZE_FILE
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return f"freeze file {path} exists (unreadable)"
+    return f"frozen by {path}" + (f": {text.splitlines()[0][:200]}" if text else "")
+
+
+@dataclass
+class Planner:
+    observer: Observer
+    prober: PathProber | None
+    actuators: dict[str, Actuator]
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    schedule: ProbeSchedule = field(default_factory=ProbeSchedule)
+
+    def history(self, sample: float, policies: Sequence[Policy]) -> list[Snapshot]:
+        first = self.observer.observe()
+        if sample > 0:
+            self.sleep(sample)
+        second = self.observer.observe()
+        if self.prober is not None and needs_probes(policies):
+            r = rates(first, second)
+            due = due_probes(second, r, self.prober.memory.last_probed(), self.schedule)
+            log.info("probe.due", count=len(due))
+            second = self.prober.probe(second, [(d.interface, d.peer) for d in due])
+        return [first, second]
+
+    def decide(
+        self, history: Sequence[Snapshot], policies: Sequence[Policy], ctx: PlanContext
+    ) -> Plan:
+        first = plan(history, policies, ctx)
+        blocked: dict[Target, str] = {}
+        for change in first.changes:
+            if change.verdict.decision is not Decision.ADMIT:
+                continue
+            actuator = self.actuators.get(change.kind)
+            reason = actuator.check(change.target) if actuator else f"no actuator {change.kind}"
+            if reason:
+                blocked[change.target] = reason
+        if not blocked:
+            return first
+        return plan(history, policies, with_blocked(ctx, blocked))

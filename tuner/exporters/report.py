@@ -1,0 +1,196 @@
+"""The Plan as a report: JSON (stable schema), plain text or a table, and Markdown.
+
+JSON schema ``wg-tuner/plan/v1``: top-level ``changed`` (whether anything would
+change), ``findings[]`` and ``changes[]``; each change has ``id``, ``policy``, ``kind``,
+``target``, ``before``, ``after``, ``reason``, ``evidence[]`` and ``verdict``
+(``decision`` admit|hold|noop, ``guard``, ``reason``, ``until``). ``diff`` holds
+``before``/``after`` maps of the admitted changes, for Ansible's --diff.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from tuner.core.evaluate import Evidence, Finding
+from tuner.core.guards import Decision
+from tuner.core.plan import Plan, ProposedChange
+
+SCHEMA = "wg-tuner/plan/v1"
+
+
+def evidence_data(e: Evidence) -> dict[str, Any]:
+    return {
+        "metric": e.metric,
+        "value": e.value,
+        "op": e.op,
+        "threshold": e.threshold,
+        "held_for": round(e.held_for, 3),
+        "cycles": e.cycles,
+    }
+
+
+def finding_data(f: Finding) -> dict[str, Any]:
+    return {
+        "policy": f.policy,
+        "scope": f.scope.value,
+        "interface": f.interface,
+        "peer": f.peer,
+        "evidence": [evidence_data(e) for e in f.evidence],
+    }
+
+
+def target_text(c: ProposedChange) -> str:
+    t = c.target
+    return f"{t.name} peer {t.peer}" if t.peer else t.name
+
+
+def change_data(c: ProposedChange) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "policy": c.policy,
+        "kind": c.kind,
+        "target": target_text(c),
+        "interface": c.target.name if c.kind in ("mtu", "keepalive", "mss_clamp") else None,
+        "peer": c.target.peer or None,
+        "before": c.before,
+        "after": c.after,
+        "reason": c.reason,
+        "priority": c.priority,
+        "persist": c.persist,
+        "evidence": [evidence_data(e) for e in c.evidence],
+        "probes": [
+            {
+                "peer": p.peer,
+                "target": p.target,
+                "method": p.method.value,
+                "outcome": p.outcome.value,
+                "tunnel_mtu": p.tunnel_mtu,
+                "interface_mtu": p.interface_mtu,
+                "probes": p.probes,
+                "exact": p.exact,
+                "at": p.at,
+            }
+            for p in c.probes
+        ],
+        "verdict": {
+            "decision": c.verdict.decision.value,
+            "guard": c.verdict.guard or None,
+            "reason": c.verdict.reason or None,
+            "until": c.verdict.until,
+        },
+    }
+
+
+def diff_data(plan: Plan) -> dict[str, dict[str, str | None]]:
+    before: dict[str, str | None] = {}
+    after: dict[str, str | None] = {}
+    for c in plan.admitted:
+        key = f"{c.kind} {target_text(c)}"
+        before[key], after[key] = c.before, c.after
+    return {"before": before, "after": after}
+
+
+def plan_data(plan: Plan, notes: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "changed": plan.changed,
+        "netns": plan.netns,
+        "observed_at": plan.taken_at,
+        "findings": [finding_data(f) for f in plan.findings],
+        "changes": [change_data(c) for c in plan.changes],
+        "diff": diff_data(plan),
+        "notes": list(notes),
+    }
+
+
+def render_json(plan: Plan, notes: tuple[str, ...] = ()) -> str:
+    return json.dumps(plan_data(plan, notes), indent=2, sort_keys=True) + "\n"
+
+
+def _evidence_text(evidence: tuple[Evidence, ...]) -> str:
+    parts = []
+    for e in evidence:
+        shown = (
+            "never"
+            if e.value is not None and e.value >= 1e9
+            else f"{e.value:g}"
+            if e.value is not None
+            else "-"
+        )
+        held = f" for {e.held_for:.0f}s" if e.held_for >= 1 else ""
+        parts.append(f"{e.metric}={shown} {e.op} {e.threshold:g}{held}")
+    return "; ".join(parts)
+
+
+def _verdict_text(c: ProposedChange) -> str:
+    v = c.verdict
+    if v.decision is Decision.ADMIT:
+        return "would apply"
+    if v.decision is Decision.NOOP:
+        return f"no change ({v.reason})"
+    return f"held by {v.guard}: {v.reason}"
+
+
+def _lines(plan: Plan, notes: tuple[str, ...]) -> Iterator[str]:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(plan.taken_at))
+    yield f"wg-tuner plan for namespace {plan.netns} at {stamp} (dry-run: nothing changed)"
+    for note in notes:
+        yield f"note: {note}"
+    yield ""
+    if not plan.findings:
+        yield "no findings: every policy's conditions are clear"
+    else:
+        yield "findings:"
+        for f in plan.findings:
+            yield f"  {f.policy:<20} {f.subject}: {_evidence_text(f.evidence)}"
+    yield ""
+    if not plan.changes:
+        yield "no changes proposed"
+        return
+    yield "changes:"
+    for c in plan.changes:
+        yield (
+            f"  [{c.id}] {c.policy}: {c.kind} {target_text(c)} {c.before} -> {c.after}: "
+            f"{_verdict_text(c)}"
+        )
+        yield f"      why: {c.reason}"
+        yield f"      evidence: {_evidence_text(c.evidence)}"
+        for p in c.probes:
+            yield (
+                f"      probe: {p.target} {p.outcome.value} path MTU {p.tunnel_mtu} via "
+                f"{p.method.value} ({p.probes} probes)"
+            )
+    yield ""
+    held = len(plan.changes) - len(plan.admitted)
+    yield f"{len(plan.admitted)} change(s) would be applied, {held} held or no-op"
+
+
+def render_text(plan: Plan, notes: tuple[str, ...] = ()) -> str:
+    return "\n".join(_lines(plan, notes)) + "\n"
+
+
+def render_markdown(plan: Plan, notes: tuple[str, ...] = ()) -> str:
+    out = [
+        f"### wg-tuner plan — `{plan.netns}`",
+        "",
+        f"{len(plan.findings)} finding(s), {len(plan.admitted)} change(s) would be applied.",
+        "",
+    ]
+    out += [f"> {n}" for n in notes]
+    if plan.findings:
+        out += ["| policy | subject | evidence |", "|---|---|---|"]
+        out += [
+            f"| {f.policy} | {f.subject} | {_evidence_text(f.evidence)} |" for f in plan.findings
+        ]
+        out.append("")
+    if plan.changes:
+        out += ["| id | policy | change | verdict |", "|---|---|---|---|"]
+        out += [
+            f"| `{c.id}` | {c.policy} | {c.kind} `{target_text(c)}`: {c.before} → {c.after} | "
+            f"{_verdict_text(c)} |"
+            for c in plan.changes
+        ]
+    return "\n".join(out) + "\n"
