@@ -73,6 +73,9 @@ class Candidate:
     before: str | None
     after: str | None
     admitted_so_far: int = 0
+    """Changes admitted earlier in this plan, all policies."""
+    admitted_by_policy: int = 0
+    """...and by this change's own policy."""
 
 
 Guard = Callable[[Candidate, PlanContext], Verdict | None]
@@ -184,10 +187,17 @@ def rate(c: Candidate, ctx: PlanContext) -> Verdict | None:
 def blast_radius(c: Candidate, ctx: PlanContext) -> Verdict | None:
     if c.target in ctx.pending:
         return Verdict(Decision.HOLD, "blast-radius", "a change on this target awaits verification")
-    limit = min(ctx.max_unverified, c.policy.guards.max_unverified)
-    if len(ctx.pending) + c.admitted_so_far >= limit:
+    if len(ctx.pending) + c.admitted_so_far >= ctx.max_unverified:
         return Verdict(
-            Decision.HOLD, "blast-radius", f"{limit} unverified change(s) at most at once"
+            Decision.HOLD,
+            "blast-radius",
+            f"{ctx.max_unverified} unverified change(s) at most at once",
+        )
+    if c.admitted_by_policy >= c.policy.guards.max_unverified:
+        return Verdict(
+            Decision.HOLD,
+            "blast-radius",
+            f"{c.policy.name} makes {c.policy.guards.max_unverified} change(s) at most at once",
         )
     return None
 

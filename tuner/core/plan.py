@@ -166,6 +166,7 @@ def plan(history: Sequence[Snapshot], policies: Sequence[Policy], ctx: PlanConte
     changes: list[ProposedChange] = []
     winners: dict[Target, ProposedChange] = {}
     admitted = 0
+    by_policy: dict[str, int] = {}
     for policy, finding, target, before, after in proposals:
         winner = winners.get(target)
         if winner is not None and winner.policy == policy.name:
@@ -180,7 +181,10 @@ def plan(history: Sequence[Snapshot], policies: Sequence[Policy], ctx: PlanConte
         elif after is None:
             verdict = Verdict(Decision.HOLD, "evidence", "no value could be derived")
         else:
-            verdict = judge(Candidate(policy, target, before, after, admitted), ctx)
+            verdict = judge(
+                Candidate(policy, target, before, after, admitted, by_policy.get(policy.name, 0)),
+                ctx,
+            )
         change = ProposedChange(
             id=change_id(policy.name, target, after),
             policy=policy.name,
@@ -203,6 +207,7 @@ def plan(history: Sequence[Snapshot], policies: Sequence[Policy], ctx: PlanConte
             winners[target] = change
         if verdict.decision is Decision.ADMIT:
             admitted += 1
+            by_policy[policy.name] = by_policy.get(policy.name, 0) + 1
         changes.append(change)
     return Plan(snapshot.taken_at, snapshot.netns, findings, tuple(changes))
 

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from enum import Enum
 from typing import Any
 
 from tuner.model.rates import Rates
+from tuner.model.serde import to_data
 from tuner.model.snapshot import Snapshot
-
-
-def to_data(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return {str(k): to_data(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [to_data(v) for v in value]
-    return value
 
 
 def snapshot_to_data(snapshot: Snapshot, rates: Rates | None = None) -> dict[str, Any]:

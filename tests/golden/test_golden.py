@@ -1,0 +1,56 @@
+"""Same inputs, same plan: each golden folder's history, planned with the shipped policies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tuner.core.guards import PlanContext
+from tuner.core.plan import plan
+from tuner.exporters.report import render_json
+from tuner.model.serde import snapshot_from_data
+from tuner.policy.loader import load_or_raise
+
+HERE = Path(__file__).parent
+
+
+def run_case(folder: Path) -> str:
+    history = [snapshot_from_data(d) for d in json.loads((folder / "history.json").read_text())]
+    policies = load_or_raise([REPO / "policies"])
+    result = plan(history, policies, PlanContext(now=history[-1].taken_at))
+    return render_json(result)
+
+
+def case_names() -> list[str]:
+    from tests.golden.cases import cases
+
+    return [c.name for c in cases()]
+
+
+@pytest.mark.parametrize("name", case_names())
+def test_golden(name: str) -> None:
+    from tests.golden.cases import cases
+
+    case = next(c for c in cases() if c.name == name)
+    folder = HERE / name
+    assert (folder / "history.json").exists(), "run: python -m tests.golden.cases"
+    got = run_case(folder)
+    assert got == (folder / "expected.json").read_text(), f"plan changed for {name}"
+    data = json.loads(got)
+    assert sorted({f["policy"] for f in data["findings"]}) == sorted(case.findings)
+    changes = {(c["policy"], c["kind"], c["before"], c["after"], c["verdict"]["decision"])
+               for c in data["changes"]}
+    assert changes == set(case.expect)
+    assert data["changed"] == any(e[4] == "admit" for e in case.expect)
+
+
+def test_history_round_trips_through_json() -> None:
+    from tests.golden.cases import cases
+    from tuner.model.serde import to_data
+
+    for case in cases():
+        for snap in case.history:
+            assert snapshot_from_data(json.loads(json.dumps(to_data(snap)))) == snap

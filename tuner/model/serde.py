@@ -1,0 +1,59 @@
+"""Snapshots to and from plain data (JSON), for golden tests and recorded cases (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+from tuner.model.snapshot import Snapshot, frozen_map
+
+
+def to_data(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): to_data(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [to_data(v) for v in value]
+    return value
+
+
+def from_data(cls: Any, data: Any) -> Any:  # noqa: PLR0911 - one return per type shape
+    """Rebuild a value of type ``cls`` (dataclasses, tuples, mappings, enums, optionals)."""
+    origin = typing.get_origin(cls)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(cls) if a is not type(None)]
+        if data is None:
+            return None
+        return from_data(args[0], data)
+    if origin is tuple:
+        (item, *_rest) = typing.get_args(cls)
+        return tuple(from_data(item, v) for v in data)
+    if origin in (Mapping, dict, typing.Mapping) or cls is Mapping:
+        _, item = typing.get_args(cls) or (str, Any)
+        return frozen_map({k: from_data(item, v) for k, v in data.items()})
+    if isinstance(cls, type) and issubclass(cls, Enum):
+        return cls(data)
+    if dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        kwargs = {
+            f.name: from_data(hints[f.name], data[f.name])
+            for f in dataclasses.fields(cls)
+            if f.name in data
+        }
+        factory: Any = cls
+        return factory(**kwargs)
+    if cls is float and isinstance(data, int):
+        return float(data)
+    return data
+
+
+def snapshot_from_data(data: Mapping[str, Any]) -> Snapshot:
+    snapshot: Snapshot = from_data(Snapshot, data)
+    return snapshot
