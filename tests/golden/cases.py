@@ -77,15 +77,32 @@ def snapshot(s: Sample) -> Snapshot:
     iface = WgInterface("wg0", s.implementation, None, 51820, 0, link, (peer,), ("eth0",))
     probes = ()
     if s.probe_mtu is not None or s.probe_outcome is not ProbeOutcome.OK:
-        probes = (MtuProbe("wg0", KEY, "192.0.2.2", ProbeMethod.TUNNEL, s.probe_outcome,
-                           s.probe_mtu, 1420, 8, True, taken, 0.5),)
+        probes = (
+            MtuProbe(
+                "wg0",
+                KEY,
+                "192.0.2.2",
+                ProbeMethod.TUNNEL,
+                s.probe_outcome,
+                s.probe_mtu,
+                1420,
+                8,
+                True,
+                taken,
+                0.5,
+            ),
+        )
 
     def cpu(n: int, busy: int, soft: int, idle: int) -> CpuTimes:
         return CpuTimes(n, busy - soft, 0, 0, idle, 0, 0, soft, 0)
 
     host = HostCounters(
-        snmp=frozen_map({"Udp": frozen_map({"RcvbufErrors": s.rcvbuf_errors, "InErrors": 0}),
-                         "Tcp": frozen_map({"RetransSegs": 0})}),
+        snmp=frozen_map(
+            {
+                "Udp": frozen_map({"RcvbufErrors": s.rcvbuf_errors, "InErrors": 0}),
+                "Tcp": frozen_map({"RetransSegs": 0}),
+            }
+        ),
         netstat=frozen_map({}),
         softnet=(CpuSoftnet(0, 1000, s.softnet_drops, 0), CpuSoftnet(1, 1000, 0, 0)),
         cpus=(cpu(0, *s.cpu0), cpu(1, *s.cpu1)),
@@ -95,8 +112,16 @@ def snapshot(s: Sample) -> Snapshot:
         sysctls=frozen_map({**SYSCTLS, "net.ipv4.ip_forward": s.ip_forward}),
         rps_cpus=frozen_map({"eth0/rx-0": ""}),
     )
-    return Snapshot(taken, s.t, "net:[golden]", (iface,),
-                    (Link("eth0", 2, "veth", 1500, "UP"),), host, knobs, probes=probes)
+    return Snapshot(
+        taken,
+        s.t,
+        "net:[golden]",
+        (iface,),
+        (Link("eth0", 2, "veth", 1500, "UP"),),
+        host,
+        knobs,
+        probes=probes,
+    )
 
 
 def series(n: int, dt: float, step: Callable[[int, Sample], Sample]) -> list[Snapshot]:
@@ -126,49 +151,126 @@ def traffic(i: int, s: Sample) -> Sample:
 
 def cases() -> list[Case]:
     return [
-        Case("healthy-peer", "traffic both ways, fresh handshake: nothing to do",
-             series(3, 10, traffic), (), ()),
-        Case("idle-peer", "no traffic, handshake an hour old: idle is not broken",
-             series(3, 10, lambda i, s: replace(s, handshake_age=3600 + i * 10)), (), ()),
-        Case("nat-keepalive-fires", "tx grows without rx, handshake 3 minutes old",
-             series(3, 10, lambda i, s: replace(s, tx=s.tx + 1000, handshake_age=180 + i * 10)),
-             (("nat-keepalive", "keepalive", "0", "25", "admit"),), ("nat-keepalive",)),
-        Case("hard-down-peer", "tx grows without rx for two hours: alert, no tuning",
-             series(3, 20, lambda i, s: replace(s, tx=s.tx + 1000, handshake_age=7200 + i * 20,
-                                                probe_outcome=ProbeOutcome.UNREACHABLE)),
-             (), ("handshake-stale",)),
-        Case("mtu-blackhole-fires", "a probe through the tunnel passes 1340, not 1420",
-             series(2, 5, lambda i, s: replace(s, probe_mtu=1340)),
-             (("mtu-blackhole", "mtu", "1420", "1340", "admit"),), ("mtu-blackhole",)),
-        Case("mtu-clean", "the probe passes the interface MTU", 
-             series(2, 5, lambda i, s: replace(s, probe_mtu=1420)), (), ()),
-        Case("mtu-below-1280", "a 1300-byte path needs 1240: below IPv6's minimum, held",
-             series(2, 5, lambda i, s: replace(s, probe_mtu=1240)),
-             (("mtu-blackhole", "mtu", "1420", "1240", "hold"),), ("mtu-blackhole",)),
-        Case("tcp-mss-router", "a forwarding host with MTU trouble also clamps MSS",
-             series(2, 5, lambda i, s: replace(s, probe_mtu=1340, ip_forward="1")),
-             (("tcp-mss", "mss_clamp", None, "pmtu", "admit"),
-              ("mtu-blackhole", "mtu", "1420", "1340", "admit")),
-             ("mtu-blackhole", "tcp-mss")),
-        Case("udp-rcvbuf-fires", "RcvbufErrors rise for 90 s with wireguard-go",
-             series(4, 30, lambda i, s: replace(s, rcvbuf_errors=s.rcvbuf_errors + 40)),
-             (("udp-rcvbuf", "sysctl", "212992", "425984", "admit"),), ("udp-rcvbuf",)),
-        Case("udp-kernel-backlog", "kernel WireGuard: buffers do nothing, backlog does",
-             series(4, 30, lambda i, s: replace(s, rcvbuf_errors=s.rcvbuf_errors + 40,
-                                                softnet_drops=s.softnet_drops + 7,
-                                                implementation=Implementation.KERNEL)),
-             (("udp-backlog", "sysctl", "1000", "2000", "admit"),), ("udp-backlog",)),
-        Case("softirq-hotspot-fires", "cpu0 95 % busy, mostly softirq, for 6 min; cpu1 idle",
-             series(7, 60, lambda i, s: replace(
-                 s, cpu0=(s.cpu0[0] + 5700, s.cpu0[1] + 4200, s.cpu0[2] + 300),
-                 cpu1=(s.cpu1[0] + 300, s.cpu1[1] + 60, s.cpu1[2] + 5700))),
-             (("softirq-hotspot", "irq_affinity", "", "0-1", "admit"),), ("softirq-hotspot",)),
-        Case("conntrack-pressure-fires", "conntrack 95 % full for two minutes",
-             series(3, 60, lambda i, s: replace(s, conntrack=950)),
-             (("conntrack-pressure", "sysctl", "1000", "2000", "admit"),),
-             ("conntrack-pressure",)),
-        Case("conntrack-short-spike", "95 % full for only 30 s: not yet",
-             series(2, 30, lambda i, s: replace(s, conntrack=950 if i else 10)), (), ()),
+        Case(
+            "healthy-peer",
+            "traffic both ways, fresh handshake: nothing to do",
+            series(3, 10, traffic),
+            (),
+            (),
+        ),
+        Case(
+            "idle-peer",
+            "no traffic, handshake an hour old: idle is not broken",
+            series(3, 10, lambda i, s: replace(s, handshake_age=3600 + i * 10)),
+            (),
+            (),
+        ),
+        Case(
+            "nat-keepalive-fires",
+            "tx grows without rx, handshake 3 minutes old",
+            series(3, 10, lambda i, s: replace(s, tx=s.tx + 1000, handshake_age=180 + i * 10)),
+            (("nat-keepalive", "keepalive", "0", "25", "admit"),),
+            ("nat-keepalive",),
+        ),
+        Case(
+            "hard-down-peer",
+            "tx grows without rx for two hours: alert, no tuning",
+            series(
+                3,
+                20,
+                lambda i, s: replace(
+                    s,
+                    tx=s.tx + 1000,
+                    handshake_age=7200 + i * 20,
+                    probe_outcome=ProbeOutcome.UNREACHABLE,
+                ),
+            ),
+            (),
+            ("handshake-stale",),
+        ),
+        Case(
+            "mtu-blackhole-fires",
+            "a probe through the tunnel passes 1340, not 1420",
+            series(2, 5, lambda i, s: replace(s, probe_mtu=1340)),
+            (("mtu-blackhole", "mtu", "1420", "1340", "admit"),),
+            ("mtu-blackhole",),
+        ),
+        Case(
+            "mtu-clean",
+            "the probe passes the interface MTU",
+            series(2, 5, lambda i, s: replace(s, probe_mtu=1420)),
+            (),
+            (),
+        ),
+        Case(
+            "mtu-below-1280",
+            "a 1300-byte path needs 1240: below IPv6's minimum, held",
+            series(2, 5, lambda i, s: replace(s, probe_mtu=1240)),
+            (("mtu-blackhole", "mtu", "1420", "1240", "hold"),),
+            ("mtu-blackhole",),
+        ),
+        Case(
+            "tcp-mss-router",
+            "a forwarding host with MTU trouble also clamps MSS",
+            series(2, 5, lambda i, s: replace(s, probe_mtu=1340, ip_forward="1")),
+            (
+                ("tcp-mss", "mss_clamp", None, "pmtu", "admit"),
+                ("mtu-blackhole", "mtu", "1420", "1340", "admit"),
+            ),
+            ("mtu-blackhole", "tcp-mss"),
+        ),
+        Case(
+            "udp-rcvbuf-fires",
+            "RcvbufErrors rise for 90 s with wireguard-go",
+            series(4, 30, lambda i, s: replace(s, rcvbuf_errors=s.rcvbuf_errors + 40)),
+            (("udp-rcvbuf", "sysctl", "212992", "425984", "admit"),),
+            ("udp-rcvbuf",),
+        ),
+        Case(
+            "udp-kernel-backlog",
+            "kernel WireGuard: buffers do nothing, backlog does",
+            series(
+                4,
+                30,
+                lambda i, s: replace(
+                    s,
+                    rcvbuf_errors=s.rcvbuf_errors + 40,
+                    softnet_drops=s.softnet_drops + 7,
+                    implementation=Implementation.KERNEL,
+                ),
+            ),
+            (("udp-backlog", "sysctl", "1000", "2000", "admit"),),
+            ("udp-backlog",),
+        ),
+        Case(
+            "softirq-hotspot-fires",
+            "cpu0 95 % busy, mostly softirq, for 6 min; cpu1 idle",
+            series(
+                7,
+                60,
+                lambda i, s: replace(
+                    s,
+                    cpu0=(s.cpu0[0] + 5700, s.cpu0[1] + 4200, s.cpu0[2] + 300),
+                    cpu1=(s.cpu1[0] + 300, s.cpu1[1] + 60, s.cpu1[2] + 5700),
+                ),
+            ),
+            (("softirq-hotspot", "irq_affinity", "", "0-1", "admit"),),
+            ("softirq-hotspot",),
+        ),
+        Case(
+            "conntrack-pressure-fires",
+            "conntrack 95 % full for two minutes",
+            series(3, 60, lambda i, s: replace(s, conntrack=950)),
+            (("conntrack-pressure", "sysctl", "1000", "2000", "admit"),),
+            ("conntrack-pressure",),
+        ),
+        Case(
+            "conntrack-short-spike",
+            "95 % full for only 30 s: not yet",
+            series(2, 30, lambda i, s: replace(s, conntrack=950 if i else 10)),
+            (),
+            (),
+        ),
     ]
 
 

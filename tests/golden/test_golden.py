@@ -41,8 +41,10 @@ def test_golden(name: str) -> None:
     assert got == (folder / "expected.json").read_text(), f"plan changed for {name}"
     data = json.loads(got)
     assert sorted({f["policy"] for f in data["findings"]}) == sorted(case.findings)
-    changes = {(c["policy"], c["kind"], c["before"], c["after"], c["verdict"]["decision"])
-               for c in data["changes"]}
+    changes = {
+        (c["policy"], c["kind"], c["before"], c["after"], c["verdict"]["decision"])
+        for c in data["changes"]
+    }
     assert changes == set(case.expect)
     assert data["changed"] == any(e[4] == "admit" for e in case.expect)
 

@@ -7,9 +7,9 @@ holds wins, so a held change always says which guard and why.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -82,7 +82,7 @@ Guard = Callable[[Candidate, PlanContext], Verdict | None]
 
 
 def _clock(ts: float) -> str:
-    return time.strftime("%H:%M", time.gmtime(ts)) + " UTC"
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M UTC")
 
 
 def _number(value: str | None) -> float | None:
