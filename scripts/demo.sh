@@ -27,8 +27,11 @@ step "switching on the mtu-blackhole fault (path MTU 1400, ICMP frag-needed drop
 step "bulk TCP now stalls: large packets vanish, small ones pass"
 "$WG" lab traffic --prefix "$PREFIX" --seconds 2 2>/dev/null || echo "(transfer failed, as expected)"
 
-step "wg-tuner status on host a (inside its namespace)"
-ip netns exec "$PREFIX-a" "$WG" status --log-format json 2>/dev/null
+step "wg-tuner status --probe on host a (inside its namespace): the probe finds the path MTU"
+ip netns exec "$PREFIX-a" "$WG" status --probe --log-format json 2>/dev/null
+
+step "wg-tuner plan on host a: what it would change, and why (dry-run, nothing changes)"
+ip netns exec "$PREFIX-a" "$WG" plan --sample 1 --log-format json 2>/dev/null || true
 
 step "the same as Prometheus metrics (peer series)"
 ip netns exec "$PREFIX-a" "$WG" metrics --log-format json 2>/dev/null | grep -E '^wireguard_' || true

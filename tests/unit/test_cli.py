@@ -74,6 +74,6 @@ def test_not_root_is_a_clear_error() -> None:
 
 
 def test_later_commands_say_they_are_not_available() -> None:
-    proc = cli(["plan"])
+    proc = cli(["run"])
     assert proc.returncode == 1
     assert "not available" in proc.stderr and "Traceback" not in proc.stderr
