@@ -21,12 +21,17 @@ from tuner import __version__
 from tuner.actuators import registry
 from tuner.adapters.nft import Nft
 from tuner.core.guards import PlanContext
+from tuner.engine.apply import EXIT_REVERT_FAILED, run_apply
+from tuner.engine.executor import Executor, VerifySettings
+from tuner.engine.health import Health
 from tuner.engine.planning import Planner, frozen_reason
 from tuner.errors import TunerError, UsageError
 from tuner.exporters import logs, report
 from tuner.exporters.metrics import render, write_textfile
 from tuner.exporters.snapshot_json import snapshot_to_data
 from tuner.exporters.status import render_text
+from tuner.journal.journal import FREEZE_CLEARED, Journal
+from tuner.journal.lock import StateLock
 from tuner.model.probe_schedule import ProbeSchedule
 from tuner.model.rates import rates
 from tuner.observe.collector import Observer
@@ -246,6 +251,125 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _executor(args: argparse.Namespace, journal: Journal) -> Executor:
+    observer = _observer()
+    actuators = registry.build()
+    settings = VerifySettings(settle=args.settle, window=args.verify_window, grace=args.grace)
+    return Executor(
+        journal, actuators, observer, Health(observer, _prober(args), actuators), settings
+    )
+
+
+def _print_outcomes(title: str, outcomes: list[dict[str, object]]) -> None:
+    if not outcomes:
+        return
+    print(f"{title}:")
+    for o in outcomes:
+        verification = o.get("verification")
+        checks = ""
+        if isinstance(verification, dict) and verification.get("checks"):
+            checks = "; checks: " + ", ".join(
+                f"{c['name']}={'ok' if c['passed'] else 'FAIL'}" for c in verification["checks"]
+            )
+        reason = f" ({o['reason']})" if o.get("reason") else ""
+        print(
+            f"  [{o['id']}] {o['policy']}: {o['kind']} {o['target']} {o['before']} -> "
+            f"{o['after']}: {o['status']}{reason}{checks}"
+        )
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    policies = policy_loader.load_or_raise([args.policies])
+    require_root("wg-tuner apply")
+    with StateLock(args.state_dir, wait=args.lock_wait):
+        journal = Journal(args.state_dir)
+        executor = _executor(args, journal)
+        schedule = ProbeSchedule(sweep_interval=0.0, min_interval=0.0, max_per_cycle=args.probe_max)
+        planner = Planner(
+            executor.observer, _prober(args), dict(executor.actuators), schedule=schedule
+        )
+        result = run_apply(
+            planner=planner,
+            executor=executor,
+            journal=journal,
+            policies=policies,
+            state_dir=args.state_dir,
+            sample=args.sample,
+        )
+    data = result.data()
+    if args.format == "json":
+        json.dump(data, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        _print_outcomes("recovered (reverted after an interrupted run)", data["recovered"])
+        _print_outcomes("changes", data["changes"])
+        _print_outcomes("rolled back", data["rolled_back"])
+        if not data["changes"] and not data["recovered"]:
+            print("nothing to change")
+    log.info(
+        "apply.done",
+        changed=result.changed,
+        exit_code=result.exit_code,
+        rolled_back=len(result.rolled_back),
+        recovered=len(result.recovered),
+    )
+    return result.exit_code
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    require_root("wg-tuner rollback")
+    with StateLock(args.state_dir, wait=args.lock_wait):
+        journal = Journal(args.state_dir)
+        executor = _executor(args, journal)
+        recovered = executor.recover()
+        if args.clear_freeze:
+            journal.append(FREEZE_CLEARED, "freeze", reason="cleared by operator")
+            print("freeze cleared")
+        outcomes = executor.rollback(change=args.id, last=args.last, everything=args.all)
+    data = [o.data() for o in recovered + outcomes]
+    if args.format == "json":
+        print(json.dumps({"rolled_back": data}, indent=2, sort_keys=True))
+    else:
+        _print_outcomes("rolled back", data)
+        if not data and not args.clear_freeze:
+            print("nothing to roll back")
+    failed = any(o["status"] == "revert_failed" for o in data)
+    return EXIT_REVERT_FAILED if failed else EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    result = Journal(args.state_dir).read()
+    rows = [
+        {
+            "seq": r.seq,
+            "ts": r.ts,
+            "state": r.state,
+            "change": r.change,
+            "policy": r.policy,
+            "target": str(r.target) if r.target else None,
+            "prior": r.prior,
+            "desired": r.desired,
+            "reason": r.reason or None,
+        }
+        for r in result.records
+    ]
+    if args.format == "json":
+        print(json.dumps({"records": rows, "skipped_lines": list(result.skipped)}, indent=2))
+        return EXIT_OK
+    for r in rows:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(str(r["ts"]))))
+        print(
+            f"{stamp}  {r['state']:<14} {r['change']:<22} {r['policy'] or '-':<18} "
+            f"{r['target'] or '-'}  {r['prior']} -> {r['desired']}"
+            + (f"  ({r['reason']})" if r["reason"] else "")
+        )
+    if result.skipped:
+        print(f"skipped torn or corrupt lines: {list(result.skipped)}", file=sys.stderr)
+    if not rows:
+        print("the journal is empty")
+    return EXIT_OK
+
+
 def cmd_later(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         raise UsageError(f"wg-tuner {name} is not available in this version yet ({issue})")
@@ -253,7 +377,43 @@ def cmd_later(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _apply_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--verify-window",
+        type=float,
+        metavar="SECONDS",
+        help="verification window (default: each policy's)",
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        metavar="SECONDS",
+        help="wait this long after a change before checking (default: policy's)",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="a check must fail this long in a row to fail (default 20)",
+    )
+    p.add_argument(
+        "--lock-wait",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="wait this long for another wg-tuner to finish (default 10)",
+    )
+    p.add_argument(
+        "--probe-timeout",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="wait this long for each probe reply (default 0.5)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of options
     parser = argparse.ArgumentParser(
         prog="wg-tuner",
         description="Auto-tuning remediation controller for WireGuard hosts.",
@@ -337,10 +497,40 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait this long for each probe reply (default 0.5)",
     )
-    add("apply", "apply guarded changes once, verify, roll back", cmd_later("apply", "apply"))
+    apply_cmd = add("apply", "apply guarded changes once, verify, roll back", cmd_apply)
+    apply_cmd.add_argument("--format", choices=("text", "json"), default="text")
+    _apply_options(apply_cmd)
+    apply_cmd.add_argument(
+        "--sample",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="observe twice this far apart for rates (default 2)",
+    )
+    apply_cmd.add_argument(
+        "--probe-max",
+        type=int,
+        default=64,
+        metavar="N",
+        help="probe at most N peers per round (default 64)",
+    )
     add("run", "reconcile continuously (daemon)", cmd_later("run", "daemon"))
-    add("rollback", "undo changes wg-tuner made", cmd_later("rollback", "apply"))
-    add("history", "show the change journal", cmd_later("history", "apply"))
+    rollback = add("rollback", "undo changes wg-tuner made", cmd_rollback)
+    which = rollback.add_mutually_exclusive_group()
+    which.add_argument("--last", action="store_true", help="the last verified batch")
+    which.add_argument("--id", metavar="ID", help="one change (its id or a prefix)")
+    which.add_argument(
+        "--all",
+        action="store_true",
+        help="every knob wg-tuner ever touched, back to its original value",
+    )
+    rollback.add_argument(
+        "--clear-freeze", action="store_true", help="lift the freeze a failed revert put in place"
+    )
+    rollback.add_argument("--format", choices=("text", "json"), default="text")
+    _apply_options(rollback)
+    history = add("history", "show the change journal", cmd_history)
+    history.add_argument("--format", choices=("text", "json"), default="text")
 
     lab = add("lab", "build and drive the WireGuard test lab (namespaces)", cmd_lab)
     lab_sub = lab.add_subparsers(dest="lab_cmd", metavar="LAB_COMMAND", required=True)

@@ -92,3 +92,13 @@ class PolicyIssue:
         return f"{self.file}:{self.line}:{self.col}: {self.message}" + (
             f" (hint: {self.hint})" if self.hint else ""
         )
+
+
+class JournalError(TunerError):
+    """The journal cannot be written or trusted: nothing is changed, observing still works."""
+
+
+class LockBusy(TunerError):
+    """Another wg-tuner holds the state directory."""
+
+    exit_code = 75

@@ -1,0 +1,161 @@
+"""Health checks on the live host, before a change (baseline) and after it (verdict).
+
+Checks come from the actuator (``link_mtu_is``, ``tunnel_probe_passes``, ...) and the
+policy's ``verify.health``. Value checks (``*_is``) always gate; the others gate only
+if they passed before the change, so a check that was already failing can never cause
+a rollback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tuner.actuators.base import Actuator, HealthCheck
+from tuner.errors import TunerError
+from tuner.model.rates import delta
+from tuner.model.snapshot import Snapshot
+from tuner.model.target import Target
+from tuner.observe.collector import Observer
+from tuner.observe.probes import SMALL_PACKET, PathProber, tunnel_target
+
+ACTIVE_HANDSHAKE_MAX = 180.0
+VALUE_CHECKS = {
+    "link_mtu_is",
+    "sysctl_is",
+    "affinity_is",
+    "mss_clamp_is",
+    "peer_keepalive_is",
+}
+ERROR_COUNTERS = {
+    "udp_errors_not_worse": (("Udp", "RcvbufErrors"), ("Udp", "SndbufErrors"), ("Udp", "InErrors")),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    value: float | None = None
+    """For "not worse" checks: the error rate measured, compared with the baseline's."""
+
+
+WORSE_FACTOR = 1.5
+WORSE_SLACK = 0.5
+"""An error rate is "worse" above baseline x 1.5 + 0.5/s (noise must not roll back)."""
+
+
+class Health:
+    def __init__(
+        self, observer: Observer, prober: PathProber, actuators: Mapping[str, Actuator]
+    ) -> None:
+        self.observer = observer
+        self.prober = prober
+        self.actuators = actuators
+
+    def _echo(
+        self, snapshot: Snapshot, interface: str | None, size: int, peer_key: str | None = None
+    ) -> bool | None:
+        """True when some peer's tunnel address answers a DF echo of ``size``."""
+        targets = []
+        for iface in snapshot.interfaces:
+            if interface and iface.name != interface:
+                continue
+            for peer in iface.peers:
+                if peer_key and peer.public_key != peer_key:
+                    continue
+                addr = tunnel_target(peer)
+                if addr:
+                    targets.append((iface.name, addr))
+        if not targets:
+            return None
+        for ifname, addr in targets[:8]:
+            pinger = self.prober.echo(addr, ifname)
+            try:
+                for _ in range(3):
+                    if pinger.echo(size, self.prober.settings.timeout) is not None:
+                        return True
+            finally:
+                pinger.close()
+        return False
+
+    def _fresh(self, snapshot: Snapshot, interface: str | None, peer_key: str | None) -> bool:
+        for iface in snapshot.interfaces:
+            if interface and iface.name != interface:
+                continue
+            for peer in iface.peers:
+                if peer_key and peer.public_key != peer_key:
+                    continue
+                age = snapshot.handshake_age(peer)
+                if age is None or age > ACTIVE_HANDSHAKE_MAX:
+                    return False
+        return True
+
+    def run(  # noqa: PLR0911 - one return per kind of check
+        self,
+        check: HealthCheck,
+        target: Target,
+        desired: str | None,
+        snapshot: Snapshot,
+        before: Snapshot | None,
+        *,
+        baseline: CheckResult | None,
+    ) -> CheckResult:
+        """Evaluate ``check``; ``baseline`` is None when this *is* the baseline run."""
+        p = check.params
+        name = check.name
+        iface = str(p["interface"]) if p.get("interface") else None
+        peer = str(p["peer"]) if p.get("peer") else None
+        try:
+            if name in VALUE_CHECKS:
+                actuator = self.actuators[target.kind]
+                current = actuator.read(target)
+                ok = actuator.same(current, desired)
+                return CheckResult(name, ok, f"{target} is {current}")
+            if name == "tunnel_probe_passes":
+                size = SMALL_PACKET if baseline is None else int(str(p.get("size") or desired or 0))
+                got = self._echo(snapshot, iface, size)
+                return CheckResult(name, got is not False, f"DF probe of {size} bytes: {got}")
+            if name in ("tunnel_passes_tcp",):
+                got = self._echo(snapshot, iface, SMALL_PACKET)
+                return CheckResult(name, got is not False, f"tunnel reachable: {got}")
+            if name in ("handshakes_fresh", "peer_handshake_fresh"):
+                if self._fresh(snapshot, iface, peer):
+                    return CheckResult(name, True, "handshakes fresh")
+                got = self._echo(snapshot, iface, SMALL_PACKET, peer)
+                return CheckResult(name, bool(got), f"stale handshake; tunnel reachable: {got}")
+            if name in ERROR_COUNTERS or name in ("softnet_drops_not_worse", "symptom_not_worse"):
+                return self._not_worse(name, snapshot, before, baseline)
+        except (TunerError, OSError, ValueError) as exc:
+            return CheckResult(name, False, f"check failed: {exc}")
+        return CheckResult(name, True, "not evaluated here")
+
+    @staticmethod
+    def _not_worse(
+        name: str, now: Snapshot, before: Snapshot | None, baseline: CheckResult | None
+    ) -> CheckResult:
+        if before is None:
+            return CheckResult(name, True, "no earlier snapshot to compare with")
+        if name == "softnet_drops_not_worse":
+            old = {r.cpu: r.dropped for r in before.host.softnet}
+            grown = sum(delta(old.get(r.cpu, r.dropped), r.dropped) for r in now.host.softnet)
+        else:
+            counters = ERROR_COUNTERS.get(name, ERROR_COUNTERS["udp_errors_not_worse"])
+            grown = sum(
+                delta(
+                    before.host.snmp.get(proto, {}).get(key, 0),
+                    now.host.snmp.get(proto, {}).get(key, 0),
+                )
+                for proto, key in counters
+            )
+        rate = grown / max(1.0, now.monotonic - before.monotonic)
+        if baseline is None or baseline.value is None:
+            return CheckResult(name, True, f"{rate:.2f}/s before the change", rate)
+        limit = baseline.value * WORSE_FACTOR + WORSE_SLACK
+        return CheckResult(
+            name,
+            rate <= limit,
+            f"{rate:.2f}/s (before {baseline.value:.2f}/s, limit {limit:.2f}/s)",
+            rate,
+        )

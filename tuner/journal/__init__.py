@@ -1,0 +1,1 @@
+"""The write-ahead change journal and the state-directory lock."""

@@ -1,0 +1,253 @@
+"""An append-only, checksummed, fsynced journal of every change (JSON lines).
+
+Write-ahead: ``intended`` (with the prior value) is durable before anything is touched;
+then ``applied`` (with its verification deadline), then ``verified``, ``reverted`` or
+``revert_failed``. A torn or corrupt line is skipped and reported, never acted on.
+The file is 0600 in a 0700 directory and is never opened through a symlink.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import JournalError
+from tuner.model.target import Target
+
+JOURNAL_FILE = "journal.jsonl"
+
+INTENDED = "intended"
+APPLIED = "applied"
+VERIFIED = "verified"
+REVERTED = "reverted"
+REVERT_FAILED = "revert_failed"
+NOT_REVERTIBLE = "not_revertible"
+FREEZE_CLEARED = "freeze_cleared"
+OPEN_STATES = (INTENDED, APPLIED)
+
+
+def _checksum(body: Mapping[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def ensure_state_dir(path: Path) -> None:
+    """Create the state directory 0700; refuse a symlink or a group/world-writable one."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(path)
+    except OSError as exc:
+        raise JournalError(f"state directory {path}: {exc.strerror}") from exc
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise JournalError(f"state directory {path} is not a plain directory: refused")
+    if info.st_mode & 0o022:
+        os.chmod(path, 0o700)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    seq: int
+    ts: float
+    state: str
+    change: str
+    policy: str = ""
+    target: Target | None = None
+    prior: str | None = None
+    desired: str | None = None
+    verify_after: float | None = None
+    deadline: float | None = None
+    reason: str = ""
+    batch: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _to_line(record: Record) -> str:
+    body: dict[str, Any] = {
+        "seq": record.seq,
+        "ts": record.ts,
+        "state": record.state,
+        "change": record.change,
+        "policy": record.policy,
+        "target": None
+        if record.target is None
+        else {"kind": record.target.kind, "name": record.target.name, "peer": record.target.peer},
+        "prior": record.prior,
+        "desired": record.desired,
+        "verify_after": record.verify_after,
+        "deadline": record.deadline,
+        "reason": record.reason,
+        "batch": record.batch,
+        "extra": dict(record.extra),
+    }
+    body["sum"] = _checksum(body)
+    return json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def _from_line(line: str) -> Record | None:
+    try:
+        body = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    claimed = body.pop("sum", None)
+    if claimed != _checksum(body):
+        return None
+    t = body.get("target")
+    try:
+        return Record(
+            seq=int(body["seq"]),
+            ts=float(body["ts"]),
+            state=str(body["state"]),
+            change=str(body["change"]),
+            policy=str(body.get("policy", "")),
+            target=None if t is None else Target(str(t["kind"]), str(t["name"]), str(t["peer"])),
+            prior=body.get("prior"),
+            desired=body.get("desired"),
+            verify_after=body.get("verify_after"),
+            deadline=body.get("deadline"),
+            reason=str(body.get("reason", "")),
+            batch=str(body.get("batch", "")),
+            extra=body.get("extra") or {},
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    records: tuple[Record, ...]
+    skipped: tuple[int, ...]
+    """Line numbers (from 1) that were torn or corrupt and were ignored."""
+
+
+class Journal:
+    def __init__(
+        self,
+        state_dir: Path,
+        clock: Callable[[], float] = time.time,
+        fsync: Callable[[int], None] = os.fsync,
+    ) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / JOURNAL_FILE
+        self.clock = clock
+        self.fsync = fsync
+        self._seq: int | None = None
+
+    def read(self) -> ReadResult:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            self._seq = 0
+            return ReadResult((), ())
+        except OSError as exc:
+            raise JournalError(f"journal {self.path}: {exc.strerror} (a symlink?)") from exc
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read()
+        records: list[Record] = []
+        skipped: list[int] = []
+        lines = data.split(b"\n")
+        for number, raw in enumerate(lines, 1):
+            if not raw:
+                continue
+            try:
+                record = _from_line(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                record = None
+            if record is None:
+                skipped.append(number)
+            else:
+                records.append(record)
+        self._seq = max((r.seq for r in records), default=0)
+        return ReadResult(tuple(records), tuple(skipped))
+
+    def append(self, state: str, change: str, **fields: Any) -> Record:
+        """Write one record durably (write + fsync) before returning it."""
+        if self._seq is None:
+            self.read()
+        assert self._seq is not None  # noqa: S101 - read() sets it
+        record = Record(seq=self._seq + 1, ts=self.clock(), state=state, change=change, **fields)
+        line = _to_line(record).encode()
+        ensure_state_dir(self.state_dir)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise JournalError(f"cannot open the journal {self.path}: {exc.strerror}") from exc
+        try:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+            # A torn earlier write may have left no newline: start on a fresh line.
+            size = os.fstat(fd).st_size
+            if size:
+                with open(self.path, "rb") as peek:
+                    peek.seek(size - 1)
+                    if peek.read(1) != b"\n":
+                        line = b"\n" + line
+            written = os.write(fd, line)
+            if written != len(line):
+                raise JournalError("short write to the journal (disk full?)")
+            self.fsync(fd)
+        except OSError as exc:
+            raise JournalError(f"cannot write the journal: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+        self._seq = record.seq
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeState:
+    """Everything the journal says about one change id, folded."""
+
+    change: str
+    policy: str
+    target: Target
+    prior: str | None
+    desired: str | None
+    state: str
+    batch: str
+    first_ts: float
+    last_ts: float
+    reason: str = ""
+
+
+def fold(records: Iterable[Record]) -> dict[str, ChangeState]:
+    out: dict[str, ChangeState] = {}
+    for r in records:
+        if r.target is None:
+            continue
+        old = out.get(r.change)
+        if old is None:
+            out[r.change] = ChangeState(
+                r.change,
+                r.policy,
+                r.target,
+                r.prior,
+                r.desired,
+                r.state,
+                r.batch,
+                r.ts,
+                r.ts,
+                r.reason,
+            )
+        else:
+            out[r.change] = ChangeState(
+                old.change,
+                old.policy or r.policy,
+                old.target,
+                old.prior if old.prior is not None or r.state != INTENDED else r.prior,
+                old.desired,
+                r.state,
+                old.batch or r.batch,
+                old.first_ts,
+                r.ts,
+                r.reason,
+            )
+    return out

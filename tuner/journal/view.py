@@ -1,0 +1,75 @@
+"""What the guards need from the journal (pure): pending, owned, cooldowns, failures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+
+from tuner.core.guards import PlanContext
+from tuner.journal.journal import (
+    APPLIED,
+    FREEZE_CLEARED,
+    NOT_REVERTIBLE,
+    OPEN_STATES,
+    REVERT_FAILED,
+    REVERTED,
+    VERIFIED,
+    Record,
+    fold,
+)
+from tuner.model.target import Target
+
+VERIFICATION_FAILED = "verification failed"
+
+
+def context(
+    records: Sequence[Record],
+    now: float,
+    cooldowns: Mapping[str, float],
+    frozen_file: str | None = None,
+    max_unverified: int = 3,
+) -> PlanContext:
+    """``cooldowns``: each policy's cooldown in seconds (from the loaded policies)."""
+    changes = fold(records)
+    pending = frozenset(c.target for c in changes.values() if c.state in OPEN_STATES)
+    owned: dict[Target, str] = {}
+    latest: dict[Target, float] = {}
+    for c in sorted(changes.values(), key=lambda c: c.last_ts):
+        latest[c.target] = c.last_ts
+        if c.state == VERIFIED and c.desired is not None:
+            owned[c.target] = c.desired
+        elif c.state in (REVERTED, REVERT_FAILED):
+            owned.pop(c.target, None)
+    cooldown_until: dict[str, float] = {}
+    failed: dict[Target, frozenset[str]] = {}
+    applies: dict[str, list[float]] = {}
+    blocked: dict[Target, str] = {}
+    frozen = None
+    for r in records:
+        if r.state == APPLIED:
+            applies.setdefault(r.policy, []).append(r.ts)
+        if r.state == REVERTED and r.reason.startswith(VERIFICATION_FAILED) and r.target:
+            until = r.ts + cooldowns.get(r.policy, 600.0)
+            cooldown_until[r.policy] = max(until, cooldown_until.get(r.policy, 0.0))
+            if r.desired is not None:
+                failed[r.target] = failed.get(r.target, frozenset()) | {r.desired}
+        if r.state == NOT_REVERTIBLE and r.target:
+            blocked[r.target] = r.reason or "the kernel refused a write here before"
+        if r.state == REVERT_FAILED:
+            frozen = (
+                f"a revert failed ({r.target}): changes are frozen until an operator "
+                "runs 'wg-tuner rollback --clear-freeze'"
+            )
+        if r.state == FREEZE_CLEARED:
+            frozen = None
+    return PlanContext(
+        now=now,
+        frozen=frozen or frozen_file,
+        pending=pending,
+        owned=MappingProxyType(owned),
+        cooldown_until=MappingProxyType(cooldown_until),
+        applies=MappingProxyType({k: tuple(v) for k, v in applies.items()}),
+        failed=MappingProxyType(failed),
+        blocked=MappingProxyType(blocked),
+        max_unverified=max_unverified,
+    )
