@@ -39,7 +39,7 @@ def _checksum(body: Mapping[str, Any]) -> str:
 
 
 def ensure_state_dir(path: Path) -> None:
-    """Create the state directory 0700; refuse a symlink or a group/world-writable one."""
+    """Create the state directory 0700 (tightening it if needed); refuse a symlink."""
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = os.lstat(path)
@@ -47,7 +47,7 @@ def ensure_state_dir(path: Path) -> None:
         raise JournalError(f"state directory {path}: {exc.strerror}") from exc
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise JournalError(f"state directory {path} is not a plain directory: refused")
-    if info.st_mode & 0o022:
+    if info.st_mode & 0o077:
         os.chmod(path, 0o700)
 
 

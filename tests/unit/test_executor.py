@@ -1,0 +1,268 @@
+"""The executor with in-memory actuators, a fake health and no sleeping."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from tests.conftest import REPO
+from tuner.actuators.base import HealthCheck, Target
+from tuner.core.guards import ADMIT, Decision
+from tuner.core.plan import Plan, ProposedChange
+from tuner.engine.executor import Executor, VerifySettings
+from tuner.engine.health import CheckResult
+from tuner.errors import JournalError, PermanentActuatorError
+from tuner.journal import view
+from tuner.journal.journal import APPLIED, INTENDED, REVERT_FAILED, REVERTED, Journal
+from tuner.model.policy import (
+    Action,
+    ActionKind,
+    Condition,
+    Op,
+    Policy,
+    Scope,
+    Selector,
+    Verify,
+)
+from tuner.model.snapshot import HostCounters, Knobs, Snapshot
+
+
+class MemActuator:
+    kind: ClassVar[str] = "sysctl"
+
+    def __init__(self, values: dict[Target, str]) -> None:
+        self.values = dict(values)
+        self.fail_apply: set[Target] = set()
+        self.fail_revert: set[Target] = set()
+        self.log: list[tuple[str, Target, str | None]] = []
+
+    def read(self, target: Target) -> str | None:
+        return self.values.get(target)
+
+    def apply(self, target: Target, desired: str | None) -> bool:
+        if target in self.fail_apply:
+            raise PermanentActuatorError(f"{target}: refused")
+        self.log.append(("apply", target, desired))
+        changed = self.values.get(target) != desired
+        self.values[target] = str(desired)
+        return changed
+
+    def revert(self, target: Target, prior: str | None) -> None:
+        if target in self.fail_revert:
+            raise PermanentActuatorError(f"{target}: revert refused")
+        self.log.append(("revert", target, prior))
+        self.values[target] = str(prior)
+
+    def check(self, target: Target) -> str | None:
+        return None
+
+    def same(self, a: str | None, b: str | None) -> bool:
+        return a == b
+
+    def health_checks(self, target: Target, desired: str | None) -> tuple[HealthCheck, ...]:
+        return (HealthCheck("tunnel_passes_tcp", {}),)
+
+
+class FakeHealth:
+    def __init__(self) -> None:
+        self.ok_after = True
+        self.calls = 0
+
+    def run(
+        self,
+        check: HealthCheck,
+        target: Target,
+        desired: str | None,
+        snapshot: Any,
+        before: Any,
+        *,
+        baseline: CheckResult | None,
+    ) -> CheckResult:
+        self.calls += 1
+        ok = True if baseline is None else self.ok_after
+        return CheckResult(check.name, ok, "fake")
+
+
+class FakeObserver:
+    def observe(self, interfaces: tuple[str, ...] = ()) -> Snapshot:
+        return SNAP
+
+
+SNAP = Snapshot(1.0, 1.0, "n", (), (), HostCounters(), Knobs())
+TARGETS = [Target("sysctl", f"net.core.k{i}") for i in range(3)]
+POLICY = Policy(
+    "p",
+    "s",
+    "w",
+    Scope.HOST,
+    Selector(),
+    (Condition("conntrack.fill", Op.GT, 0),),
+    True,
+    Action(ActionKind.SYSCTL, value=2, key="net.core.rmem_max"),
+    verify=Verify(settle=0, window=0),
+)
+
+
+def change(i: int) -> ProposedChange:
+    return ProposedChange(f"c-{i}", "p", "sysctl", TARGETS[i], "1", "2", "why", (), 50, ADMIT)
+
+
+def executor(tmp_path: Path, **settings: Any) -> tuple[Executor, MemActuator, FakeHealth]:
+    act = MemActuator(dict.fromkeys(TARGETS, "1"))
+    health = FakeHealth()
+    clock = iter(range(1000, 100000))
+    ex = Executor(
+        Journal(tmp_path / "state"),
+        {"sysctl": act},
+        FakeObserver(),  # type: ignore[arg-type]
+        health,
+        VerifySettings(grace=0, interval=0, **settings),  # type: ignore[arg-type]
+        clock=lambda: float(next(clock)),
+        sleep=lambda s: None,
+    )
+    return ex, act, health
+
+
+def plan(n: int = 3) -> Plan:
+    return Plan(1.0, "n", (), tuple(change(i) for i in range(n)))
+
+
+def states(ex: Executor) -> list[tuple[str, str]]:
+    return [(r.state, r.change.split(".")[0]) for r in ex.journal.read().records]
+
+
+def test_all_verified(tmp_path: Path) -> None:
+    ex, act, _ = executor(tmp_path)
+    result = ex.apply(plan(), [POLICY], [SNAP, SNAP])
+    assert [o.status for o in result.outcomes] == ["verified"] * 3
+    assert all(v == "2" for v in act.values.values())
+
+
+def test_partial_failure_undoes_earlier_changes_in_reverse(tmp_path: Path) -> None:
+    ex, act, _ = executor(tmp_path)
+    act.fail_apply.add(TARGETS[2])
+    result = ex.apply(plan(), [POLICY], [SNAP, SNAP])
+    assert [o.status for o in result.rolled_back] == ["reverted"] * 3
+    reverts = [t for op, t, _ in act.log if op == "revert"]
+    assert reverts == [TARGETS[2], TARGETS[1], TARGETS[0]]
+    assert all(v == "1" for v in act.values.values())
+    assert ("intended", "c-2") in states(ex) and ("applied", "c-2") not in states(ex)
+
+
+def test_verification_failure_reverts_and_cools_down(tmp_path: Path) -> None:
+    ex, act, health = executor(tmp_path)
+    health.ok_after = False
+    result = ex.apply(plan(2), [POLICY], [SNAP, SNAP])
+    assert [o.status for o in result.rolled_back] == ["reverted", "reverted"]
+    assert all(v == "1" for v in act.values.values())
+    ctx = view.context(ex.journal.read().records, 2000.0, {"p": 600.0})
+    assert ctx.cooldown_until["p"] > 2000.0
+    assert ctx.failed[TARGETS[0]] == frozenset({"2"})
+    assert not ctx.pending
+
+
+def test_failed_revert_freezes(tmp_path: Path) -> None:
+    ex, act, health = executor(tmp_path)
+    health.ok_after = False
+    act.fail_revert.add(TARGETS[0])
+    result = ex.apply(plan(1), [POLICY], [SNAP, SNAP])
+    assert result.revert_failed
+    ctx = view.context(ex.journal.read().records, 2000.0, {})
+    assert ctx.frozen and "rollback --clear-freeze" in ctx.frozen
+
+
+def test_recovery_reverts_what_a_crash_left_open(tmp_path: Path) -> None:
+    ex, act, _ = executor(tmp_path)
+    act.values[TARGETS[0]] = "2"  # applied before the crash
+    j = ex.journal
+    j.append(INTENDED, "c-0.x", policy="p", target=TARGETS[0], prior="1", desired="2")
+    j.append(APPLIED, "c-0.x", policy="p", target=TARGETS[0], prior="1", desired="2")
+    j.append(INTENDED, "c-1.x", policy="p", target=TARGETS[1], prior="1", desired="2")
+    recovered = ex.recover()
+    assert [o.target for o in recovered] == [TARGETS[1], TARGETS[0]]  # newest first
+    assert act.values[TARGETS[0]] == "1" and act.values[TARGETS[1]] == "1"
+    assert ex.recover() == []  # converged: nothing left open
+
+
+def test_full_disk_applies_nothing(tmp_path: Path) -> None:
+    ex, act, _ = executor(tmp_path)
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    ex.journal.fsync = full
+    with pytest.raises(JournalError):
+        ex.apply(plan(1), [POLICY], [SNAP, SNAP])
+    assert act.log == [] and all(v == "1" for v in act.values.values())
+
+
+def test_rollback_all_restores_pre_wg_tuner_values(tmp_path: Path) -> None:
+    ex, act, _ = executor(tmp_path)
+    ex.apply(plan(1), [POLICY], [SNAP, SNAP])
+    second = Plan(
+        1.0,
+        "n",
+        (),
+        (ProposedChange("c-9", "p", "sysctl", TARGETS[0], "2", "3", "w", (), 50, ADMIT),),
+    )
+    ex.apply(second, [POLICY], [SNAP, SNAP])
+    assert act.values[TARGETS[0]] == "3"
+    out = ex.rollback(everything=True)
+    assert [o.status for o in out] == ["reverted"]
+    assert act.values[TARGETS[0]] == "1"
+    assert REVERTED in [r.state for r in ex.journal.read().records]
+    assert REVERT_FAILED not in [r.state for r in ex.journal.read().records]
+
+
+def test_held_changes_are_not_applied(tmp_path: Path) -> None:
+    ex, act, _ = executor(tmp_path)
+    held = Plan(
+        1.0,
+        "n",
+        (),
+        (
+            ProposedChange(
+                "c-0",
+                "p",
+                "sysctl",
+                TARGETS[0],
+                "1",
+                "2",
+                "w",
+                (),
+                50,
+                ADMIT.__class__(Decision.HOLD, "freeze", "frozen"),
+            ),
+        ),
+    )
+    assert ex.apply(held, [POLICY], [SNAP, SNAP]).outcomes == []
+    assert act.log == []
+
+
+def test_a_hundred_racing_starts_never_overlap(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.helpers.locker", str(tmp_path / "s"), str(log), "60"],
+            cwd=REPO,
+        )
+        for _ in range(100)
+    ]
+    codes = [p.wait(timeout=120) for p in procs]
+    assert codes == [0] * 100
+    lines = log.read_text().splitlines()
+    assert len(lines) == 200
+    for enter, leave in zip(lines[::2], lines[1::2], strict=True):
+        assert enter.startswith("enter") and leave == "exit" + enter[5:]
+
+
+def test_lock_busy_is_a_clear_error(tmp_path: Path) -> None:
+    from tuner.errors import LockBusy
+    from tuner.journal.lock import StateLock
+
+    with StateLock(tmp_path / "s"), pytest.raises(LockBusy, match="another wg-tuner"):
+        StateLock(tmp_path / "s", wait=0.1).__enter__()
