@@ -1,0 +1,211 @@
+"""`wg-tuner apply` on the real lab: fix, verify, keep; or roll back exactly; survive kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import WG_TUNER, cli
+from tests.hoststate import capture
+from tuner.lab.lab import Lab
+
+FAST = [
+    "--settle",
+    "0.5",
+    "--verify-window",
+    "4",
+    "--grace",
+    "2",
+    "--sample",
+    "0.3",
+    "--probe-timeout",
+    "0.3",
+    "--log-format",
+    "json",
+]
+
+
+def apply(
+    lab: Lab, state: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return cli(
+        ["apply", "--format", "json", "--state-dir", str(state), *FAST, *extra],
+        netns=lab.topo.a.netns,
+        env=env,
+        timeout=120,
+    )
+
+
+def mtu(lab: Lab) -> int:
+    out = subprocess.run(
+        ["ip", "-n", lab.topo.a.netns, "-j", "link", "show", lab.topo.a.wg],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(json.loads(out)[0]["mtu"])
+
+
+def journal_states(state: Path) -> list[str]:
+    path = state / "journal.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line)["state"] for line in path.read_text().splitlines() if line]
+
+
+@pytest.fixture
+def blackhole(lab: Lab) -> Any:
+    lab.fault("mtu-blackhole", True, mtu=1400)
+    try:
+        yield lab
+    finally:
+        lab.fault("mtu-blackhole", False)
+        subprocess.run(
+            ["ip", "-n", lab.topo.a.netns, "link", "set", lab.topo.a.wg, "mtu", "1420"], check=True
+        )
+
+
+def test_apply_fixes_the_blackhole_and_is_idempotent(blackhole: Lab, tmp_path: Path) -> None:
+    lab = blackhole
+    assert lab.traffic(1.5)["bytes"] < 100_000  # stalled before
+    planned = cli(
+        [
+            "plan",
+            "--format",
+            "json",
+            "--state-dir",
+            str(tmp_path),
+            "--sample",
+            "0.3",
+            "--probe-timeout",
+            "0.3",
+        ],
+        netns=lab.topo.a.netns,
+    )
+    plan_ids = {c["id"] for c in json.loads(planned.stdout)["changes"]}
+    proc = apply(lab, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["changed"] is True
+    (change,) = [c for c in data["changes"] if c["kind"] == "mtu"]
+    assert change["status"] == "verified" and change["after"] == "1340"
+    assert change["id"].split(".")[0] in plan_ids  # plan and apply propose the same change
+    assert data["diff"]["after"] == {f"mtu {lab.topo.a.wg}": "1340"}
+    assert mtu(lab) == 1340
+    bulk = lab.traffic(2.0)
+    assert bulk["ok"] and bulk["bytes"] > 1_000_000, bulk
+    again = apply(lab, tmp_path)
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["changed"] is False
+    assert journal_states(tmp_path) == ["intended", "applied", "verified"]
+    undo = cli(["rollback", "--all", "--state-dir", str(tmp_path)], netns=lab.topo.a.netns)
+    assert undo.returncode == 0 and mtu(lab) == 1420
+
+
+def test_failed_verification_rolls_back_exactly(blackhole: Lab, tmp_path: Path) -> None:
+    lab = blackhole
+    a = lab.topo.a
+    before = capture(a.netns, a.wg)
+    proc = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            a.netns,
+            WG_TUNER,
+            "apply",
+            "--format",
+            "json",
+            "--state-dir",
+            str(tmp_path),
+            *FAST[:2],
+            "--verify-window",
+            "8",
+            *FAST[4:],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while "applied" not in journal_states(tmp_path):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+        time.sleep(0.05)
+    lab.fault("down", True)  # cut the tunnel during the verification window
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        lab.fault("down", False)
+    assert proc.returncode == 3, err
+    data = json.loads(out)
+    (rolled,) = data["rolled_back"]
+    assert rolled["status"] == "reverted" and "verification failed" in rolled["reason"]
+    assert capture(a.netns, a.wg) == before  # links, WireGuard, nft, sysctls
+    assert journal_states(tmp_path)[-1] == "reverted"
+
+
+@pytest.mark.parametrize("step", ["intended", "applied", "verifying"])
+def test_kill_9_at_every_journal_step_converges(blackhole: Lab, tmp_path: Path, step: str) -> None:
+    lab = blackhole
+    a = lab.topo.a
+    before = capture(a.netns, a.wg)
+    killed = apply(lab, tmp_path, env={"WG_TUNER_FAULT_KILL_AFTER": step})
+    assert killed.returncode in (-9, 137), killed.returncode
+    assert journal_states(tmp_path)[-1] == ("applied" if step == "verifying" else step)
+    recovered = cli(["rollback", "--state-dir", str(tmp_path), "--format", "json"], netns=a.netns)
+    assert recovered.returncode == 0, recovered.stderr
+    assert capture(a.netns, a.wg) == before  # reverted, never half
+    assert journal_states(tmp_path)[-1] == "reverted"
+    # and the next apply starts clean and fixes it for real
+    final = apply(lab, tmp_path)
+    assert final.returncode == 0 and mtu(lab) == 1340
+
+
+def test_kill_9_during_a_revert_converges(blackhole: Lab, tmp_path: Path) -> None:
+    lab = blackhole
+    a = lab.topo.a
+    before = capture(a.netns, a.wg)
+    proc = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            a.netns,
+            WG_TUNER,
+            "apply",
+            "--format",
+            "json",
+            "--state-dir",
+            str(tmp_path),
+            *FAST[:2],
+            "--verify-window",
+            "8",
+            *FAST[4:],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "WG_TUNER_FAULT_KILL_AFTER": "reverting"},
+    )
+    deadline = time.monotonic() + 30
+    while "applied" not in journal_states(tmp_path):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+        time.sleep(0.05)
+    lab.fault("down", True)  # verification fails, a revert runs, and dies mid-way
+    try:
+        proc.communicate(timeout=60)
+    finally:
+        lab.fault("down", False)
+    assert proc.returncode in (-9, 137)
+    assert journal_states(tmp_path)[-1] == "applied"  # the revert record never landed
+    recovered = cli(["rollback", "--state-dir", str(tmp_path), "--format", "json"], netns=a.netns)
+    data = json.loads(recovered.stdout)
+    assert [r["status"] for r in data["rolled_back"]] == ["reverted"]
+    assert capture(a.netns, a.wg) == before
+    assert journal_states(tmp_path)[-1] == "reverted"
