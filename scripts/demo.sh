@@ -33,5 +33,31 @@ ip netns exec "$PREFIX-a" "$WG" status --probe --log-format json 2>/dev/null
 step "wg-tuner plan on host a: what it would change, and why (dry-run, nothing changes)"
 ip netns exec "$PREFIX-a" "$WG" plan --sample 1 --log-format json 2>/dev/null || true
 
+step "wg-tuner apply on host a: apply, verify (short windows for the demo), keep"
+ip netns exec "$PREFIX-a" "$WG" apply --settle 1 --verify-window 5 --grace 3 --sample 1 \
+  --log-format json 2>/dev/null || true
+step "bulk TCP through the tunnel now works"
+"$WG" lab traffic --prefix "$PREFIX" --seconds 2 2>/dev/null || true
+step "the journal"
+ip netns exec "$PREFIX-a" "$WG" history
+
+step "automatic rollback: undo, re-apply, and cut the tunnel during verification"
+ip netns exec "$PREFIX-a" "$WG" rollback --all --log-format json 2>/dev/null
+applied() { grep -c '"state":"applied"' "$STATE/journal.jsonl" 2>/dev/null || true; }
+seen=$(applied)
+ip netns exec "$PREFIX-a" "$WG" apply --settle 1 --verify-window 8 --grace 3 --sample 1 \
+  --log-format json >"$STATE/apply.out" 2>/dev/null &
+APPLY=$!
+for _ in $(seq 1 150); do
+  [ "$(applied)" -gt "$seen" ] && break
+  sleep 0.1
+done
+"$WG" lab fault down on --prefix "$PREFIX" 2>/dev/null
+wait "$APPLY" && rc=0 || rc=$?
+"$WG" lab fault down off --prefix "$PREFIX" 2>/dev/null
+cat "$STATE/apply.out"
+echo "(apply exited $rc: 3 means a change was rolled back)"
+ip netns exec "$PREFIX-a" "$WG" history | tail -3
+
 step "the same as Prometheus metrics (peer series)"
 ip netns exec "$PREFIX-a" "$WG" metrics --log-format json 2>/dev/null | grep -E '^wireguard_' || true
