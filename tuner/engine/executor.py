@@ -33,6 +33,7 @@ from tuner.journal.journal import (
     VERIFIED,
     ChangeState,
     Journal,
+    Record,
     fold,
 )
 from tuner.journal.view import VERIFICATION_FAILED
@@ -113,6 +114,7 @@ class Executor:
     settings: VerifySettings = field(default_factory=VerifySettings)
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    _failing_since: dict[str, float] = field(default_factory=dict)
 
     # -- recovery and rollback ------------------------------------------------------
     def _revert(self, state: ChangeState, reason: str, batch: str = "") -> Outcome:
@@ -208,43 +210,22 @@ class Executor:
         return [self._revert(c, "rollback requested") for c in selected]
 
     # -- apply ----------------------------------------------------------------------
-    def _checks(self, change: ProposedChange, verify: Verify) -> list[HealthCheck]:
-        actuator = self.actuators[change.kind]
-        checks = list(actuator.health_checks(change.target, change.after))
+    def _checks(
+        self, target: Target, desired: str | None, verify: Verify | None
+    ) -> list[HealthCheck]:
+        checks = list(self.actuators[target.kind].health_checks(target, desired))
         seen = {c.name for c in checks}
         params = (
-            {"interface": change.target.name}
-            if change.kind in ("mtu", "keepalive", "mss_clamp")
-            else {}
+            {"interface": target.name} if target.kind in ("mtu", "keepalive", "mss_clamp") else {}
         )
-        checks += [HealthCheck(n, params) for n in verify.health if n not in seen]
+        extra = verify.health if verify else ()
+        checks += [HealthCheck(n, params) for n in extra if n not in seen]
         return checks
 
-    def _evaluate(
-        self,
-        items: Sequence[tuple[ProposedChange, list[HealthCheck]]],
-        snapshot: Snapshot,
-        before: Snapshot | None,
-        baseline: Mapping[tuple[str, str], CheckResult] | None,
-    ) -> dict[tuple[str, str], CheckResult]:
-        out = {}
-        for change, checks in items:
-            for check in checks:
-                key = (change.id, check.name)
-                base = None if baseline is None else baseline.get(key)
-                out[key] = self.health.run(
-                    check,
-                    change.target,
-                    change.after,
-                    snapshot,
-                    before,
-                    baseline=base,
-                )
-        return out
-
-    def apply(
+    def start(
         self, plan: Plan, policies: Sequence[Policy], history: Sequence[Snapshot]
     ) -> BatchResult:
+        """Baseline, then apply every admitted change under the journal. Never waits."""
         result = BatchResult()
         admitted = list(plan.admitted)
         if not admitted:
@@ -262,78 +243,37 @@ class Executor:
             if self.settings.window is not None
             else max(v.window for v in verify)
         )
-        items = [(c, self._checks(c, by_name[c.policy].verify)) for c in admitted]
         before = history[-2] if len(history) > 1 else None
-        baseline = self._evaluate(items, history[-1], before, None)
-        gates = {k for k, r in baseline.items() if r.ok or k[1] in VALUE_CHECKS}
-        done = self._apply_changes(items, batch, (settle, window), result)
-        if not done:  # None: failed and rolled back; []: nothing could be applied
-            return result
-        ids = {s.change.rsplit(".", 1)[0] for s in done}
-        live = [(c, k) for c, k in items if c.id in ids]
-        failing, last = self._verify(
-            live, gates=gates, baseline=baseline, settle=settle, window=window, before=before
-        )
-        for state, (change, checks) in zip(done, live, strict=True):
-            report = [
-                {
-                    "name": k.name,
-                    "gate": (change.id, k.name) in gates,
-                    "baseline": baseline[(change.id, k.name)].ok,
-                    "passed": last[(change.id, k.name)].ok,
-                    "detail": last[(change.id, k.name)].detail,
-                }
-                for k in checks
-            ]
-            status = "verified"
-            reason = ""
-            if not failing:
-                self.journal.append(
-                    VERIFIED,
-                    state.change,
-                    policy=state.policy,
-                    target=state.target,
-                    prior=state.prior,
-                    desired=state.desired,
-                    batch=batch,
+        baselines = []
+        for change in admitted:
+            checks = self._checks(change.target, change.after, by_name[change.policy].verify)
+            results = {
+                k.name: self.health.run(
+                    k, change.target, change.after, history[-1], before, baseline=None
                 )
-                log.info("change.verified", change=state.change, target=str(state.target))
-            else:
-                status = "applied"
+                for k in checks
+            }
+            gates = sorted(n for n, r in results.items() if r.ok or n in VALUE_CHECKS)
+            baselines.append({"gates": gates, "baseline": {n: r.value for n, r in results.items()}})
+        done = self._apply_changes(admitted, baselines, batch, (settle, window), result)
+        for state in done or ():
             result.outcomes.append(
                 Outcome(
                     state.change,
                     state.policy,
-                    change.kind,
+                    state.target.kind,
                     state.target,
                     state.prior,
                     state.desired,
-                    status,
-                    reason,
-                    report,
+                    "applied",
                 )
             )
-        if failing:
-            names = ", ".join(sorted({n for _, n in failing}))
-            culprits = {cid for cid, _ in failing}
-            for state in reversed(done):
-                base_id = state.change.rsplit(".", 1)[0]
-                why = (
-                    f"{VERIFICATION_FAILED}: {names}"
-                    if base_id in culprits
-                    else "rolled back with its batch"
-                )
-                out = self._revert(state, why, batch)
-                result.rolled_back.append(out)
-                for o in result.outcomes:
-                    if o.id == state.change:
-                        o.status, o.reason = out.status, why
-            result.revert_failed = any(o.status == "revert_failed" for o in result.rolled_back)
         return result
 
     def _apply_changes(
         self,
-        items: Sequence[tuple[ProposedChange, list[HealthCheck]]],
+        admitted: Sequence[ProposedChange],
+        baselines: Sequence[Mapping[str, Any]],
         batch: str,
         times: tuple[float, float],
         result: BatchResult,
@@ -341,7 +281,7 @@ class Executor:
         """Apply in order under the journal; on a failure undo in reverse, return None."""
         settle, window = times
         done: list[ChangeState] = []
-        for change, _ in items:
+        for change, baseline in zip(admitted, baselines, strict=True):
             actuator = self.actuators[change.kind]
             run_id = f"{change.id}.{batch}"
             prior = actuator.read(change.target)
@@ -394,7 +334,12 @@ class Executor:
                 return None
             now = self.clock()
             self.journal.append(
-                APPLIED, run_id, verify_after=now + settle, deadline=now + settle + window, **common
+                APPLIED,
+                run_id,
+                verify_after=now + settle,
+                deadline=now + settle + window,
+                extra=baseline,
+                **common,
             )
             log.info(
                 "change.applied",
@@ -420,36 +365,126 @@ class Executor:
             )
         return done
 
-    def _verify(
-        self,
-        items: Sequence[tuple[ProposedChange, list[HealthCheck]]],
-        *,
-        gates: set[tuple[str, str]],
-        baseline: Mapping[tuple[str, str], CheckResult],
-        settle: float,
-        window: float,
-        before: Snapshot | None,
-    ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], CheckResult]]:
-        """Gate checks that fail for ``grace`` seconds in a row, or still fail at the end."""
-        self.sleep(settle)
-        end = self.clock() + window
-        failing_since: dict[tuple[str, str], float] = {}
-        last: dict[tuple[str, str], CheckResult] = {}
-        while True:
-            snapshot = self.observer.observe()
-            last = self._evaluate(items, snapshot, before, baseline)
-            _fault_point("verifying")
-            now = self.clock()
-            for key, res in last.items():
-                if key not in gates:
+    def pending(self) -> list[tuple[ChangeState, Record]]:
+        """Applied, unverified changes with their ``applied`` record (deadlines, baseline)."""
+        records = self.journal.read().records
+        states = fold(records)
+        applied = {r.change: r for r in records if r.state == APPLIED}
+        return [
+            (s, applied[s.change])
+            for s in states.values()
+            if s.state == APPLIED and s.change in applied
+        ]
+
+    def advance(
+        self, policies: Sequence[Policy], snapshot: Snapshot, before: Snapshot | None
+    ) -> BatchResult:
+        """One verification step for every pending change: keep, wait, or roll back.
+
+        Verification is a journal state: this never blocks, the next call continues.
+        A gate check failing ``grace`` seconds in a row, or still failing at the
+        deadline, rolls back the change's whole batch in reverse order.
+        """
+        result = BatchResult()
+        by_name = {p.name: p for p in policies}
+        now = self.clock()
+        batches: dict[str, list[tuple[ChangeState, Record]]] = {}
+        for state, record in self.pending():
+            batches.setdefault(state.batch, []).append((state, record))
+        for batch, members in batches.items():
+            failing: list[str] = []
+            culprits: set[str] = set()
+            due = all(now >= (r.deadline or 0) for _, r in members)
+            reports: dict[str, list[dict[str, Any]]] = {}
+            for state, record in members:
+                if now < (record.verify_after or 0):
                     continue
-                if res.ok:
-                    failing_since.pop(key, None)
-                else:
-                    failing_since.setdefault(key, now)
-            expired = [k for k, t in failing_since.items() if now - t >= self.settings.grace]
-            if expired:
-                return expired, last
-            if now >= end:
-                return sorted(failing_since), last
-            self.sleep(min(self.settings.interval, max(0.0, end - now)))
+                policy = by_name.get(state.policy)
+                checks = self._checks(
+                    state.target, state.desired, policy.verify if policy else None
+                )
+                gates = set(record.extra.get("gates", ()))
+                values = record.extra.get("baseline", {})
+                reports[state.change] = []
+                for check in checks:
+                    base = CheckResult(check.name, True, "baseline", values.get(check.name))
+                    res = self.health.run(
+                        check, state.target, state.desired, snapshot, before, baseline=base
+                    )
+                    _fault_point("verifying")
+                    key = f"{state.change}/{check.name}"
+                    gate = check.name in gates
+                    if res.ok or not gate:
+                        self._failing_since.pop(key, None)
+                    else:
+                        since = self._failing_since.setdefault(key, now)
+                        if now - since >= self.settings.grace or due:
+                            failing.append(check.name)
+                            culprits.add(state.change)
+                    reports[state.change].append(
+                        {"name": check.name, "gate": gate, "passed": res.ok, "detail": res.detail}
+                    )
+            if failing:
+                names = ", ".join(sorted(set(failing)))
+                ordered = sorted(members, key=lambda m: m[1].seq, reverse=True)
+                for state, _ in ordered:
+                    why = (
+                        f"{VERIFICATION_FAILED}: {names}"
+                        if state.change in culprits
+                        else "rolled back with its batch"
+                    )
+                    out = self._revert(state, why, batch)
+                    out.checks = reports.get(state.change, [])
+                    result.rolled_back.append(out)
+                    result.outcomes.append(out)
+                result.revert_failed = any(o.status == "revert_failed" for o in result.rolled_back)
+                continue
+            if due and len(reports) == len(members):
+                for state, _ in members:
+                    self.journal.append(
+                        VERIFIED,
+                        state.change,
+                        policy=state.policy,
+                        target=state.target,
+                        prior=state.prior,
+                        desired=state.desired,
+                        batch=batch,
+                    )
+                    log.info("change.verified", change=state.change, target=str(state.target))
+                    result.outcomes.append(
+                        Outcome(
+                            state.change,
+                            state.policy,
+                            state.target.kind,
+                            state.target,
+                            state.prior,
+                            state.desired,
+                            "verified",
+                            "",
+                            reports.get(state.change, []),
+                        )
+                    )
+        return result
+
+    def apply(
+        self, plan: Plan, policies: Sequence[Policy], history: Sequence[Snapshot]
+    ) -> BatchResult:
+        """One-shot: start, then advance every second until nothing is pending."""
+        result = self.start(plan, policies, history)
+        if result.rolled_back or not any(o.status == "applied" for o in result.outcomes):
+            return result
+        started = {o.id for o in result.outcomes if o.status == "applied"}
+        finished: dict[str, Outcome] = {}
+        while True:
+            pending = [r for s, r in self.pending() if s.change in started]
+            if not pending:
+                break
+            wait = min(r.verify_after or 0.0 for r in pending) - self.clock()
+            self.sleep(wait if wait > 0 else self.settings.interval)
+            step = self.advance(policies, self.observer.observe(), history[-1])
+            for o in step.outcomes:
+                finished[o.id] = o
+            result.rolled_back += step.rolled_back
+            result.revert_failed = result.revert_failed or step.revert_failed
+        result.outcomes = [finished.get(o.id, o) for o in result.outcomes]
+        return result
