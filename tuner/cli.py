@@ -16,17 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
 
 from tuner import __version__
 from tuner.actuators import registry
 from tuner.adapters.nft import Nft
 from tuner.core.guards import PlanContext
 from tuner.engine.apply import EXIT_REVERT_FAILED, run_apply
+from tuner.engine.daemon import Daemon
 from tuner.engine.executor import Executor, VerifySettings
 from tuner.engine.health import Health
 from tuner.engine.planning import Planner, frozen_reason
 from tuner.errors import TunerError, UsageError
 from tuner.exporters import logs, report
+from tuner.exporters.controller_metrics import (
+    ControllerCollector,
+    ControllerState,
+    LiveSnapshotCollector,
+)
 from tuner.exporters.metrics import render, write_textfile
 from tuner.exporters.snapshot_json import snapshot_to_data
 from tuner.exporters.status import render_text
@@ -370,11 +377,59 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_later(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        raise UsageError(f"wg-tuner {name} is not available in this version yet ({issue})")
+def _listen(value: str) -> tuple[str, int] | None:
+    if not value:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", value
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--metrics-listen {value!r}: expected [ADDR:]PORT")
+    return host, int(port)
 
-    return run
+
+def cmd_run(args: argparse.Namespace) -> int:
+    policies = policy_loader.load_or_raise([args.policies])
+    require_root("wg-tuner run")
+    listen = _listen(args.metrics_listen)
+    with StateLock(args.state_dir, wait=args.lock_wait):
+        journal = Journal(args.state_dir)
+        executor = _executor(args, journal)
+        planner = Planner(
+            executor.observer,
+            _prober(args),
+            dict(executor.actuators),
+            schedule=ProbeSchedule(sweep_interval=args.probe_sweep),
+        )
+        state = ControllerState()
+        registry_ = CollectorRegistry(auto_describe=False)
+        registry_.register(LiveSnapshotCollector(state))
+        registry_.register(ControllerCollector(state))
+        if listen is not None:
+            start_http_server(listen[1], addr=listen[0], registry=registry_)
+            log.info("metrics.listening", address=listen[0], port=listen[1])
+
+        def after_cycle(s: ControllerState) -> None:
+            if args.textfile:
+                try:
+                    write_to_textfile(str(args.textfile), registry_)
+                except OSError as exc:
+                    log.warning("metrics.textfile_failed", error=str(exc))
+
+        daemon = Daemon(
+            planner,
+            executor,
+            journal,
+            lambda: policy_loader.load_or_raise([args.policies]),
+            args.state_dir,
+            interval=args.interval,
+            enforce=args.mode == "enforce",
+            state=state,
+            on_cycle=after_cycle,
+        )
+        daemon.install_signals()
+        return daemon.run(policies)
 
 
 def _apply_options(p: argparse.ArgumentParser) -> None:
@@ -514,7 +569,40 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         metavar="N",
         help="probe at most N peers per round (default 64)",
     )
-    add("run", "reconcile continuously (daemon)", cmd_later("run", "daemon"))
+    run = add("run", "reconcile continuously (daemon)", cmd_run)
+    run.add_argument(
+        "--interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between cycles (default 10)",
+    )
+    run.add_argument(
+        "--mode",
+        choices=("observe", "enforce"),
+        default="observe",
+        help="observe only reports; enforce applies (default observe)",
+    )
+    run.add_argument(
+        "--metrics-listen",
+        default="127.0.0.1:9586",
+        metavar="[ADDR:]PORT",
+        help="Prometheus endpoint (default 127.0.0.1:9586; '' to disable)",
+    )
+    run.add_argument(
+        "--textfile",
+        type=Path,
+        metavar="PATH",
+        help="also write metrics atomically for node_exporter",
+    )
+    run.add_argument(
+        "--probe-sweep",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="probe each quiet peer this often (default 900)",
+    )
+    _apply_options(run)
     rollback = add("rollback", "undo changes wg-tuner made", cmd_rollback)
     which = rollback.add_mutually_exclusive_group()
     which.add_argument("--last", action="store_true", help="the last verified batch")

@@ -117,7 +117,7 @@ class Executor:
     _failing_since: dict[str, float] = field(default_factory=dict)
 
     # -- recovery and rollback ------------------------------------------------------
-    def _revert(self, state: ChangeState, reason: str, batch: str = "") -> Outcome:
+    def revert_state(self, state: ChangeState, reason: str, batch: str = "") -> Outcome:
         actuator = self.actuators[state.target.kind]
         common = {
             "policy": state.policy,
@@ -168,7 +168,9 @@ class Executor:
             key=lambda c: c.first_ts,
             reverse=True,
         )
-        return [self._revert(c, "recovered: not verified before wg-tuner stopped") for c in open_]
+        return [
+            self.revert_state(c, "recovered: not verified before wg-tuner stopped") for c in open_
+        ]
 
     def rollback(
         self, *, change: str | None = None, last: bool = False, everything: bool = False
@@ -197,7 +199,7 @@ class Executor:
                     latest.first_ts,
                     latest.last_ts,
                 )
-                out.append(self._revert(state, "rollback --all"))
+                out.append(self.revert_state(state, "rollback --all"))
             return out
         if change is not None:
             selected = [c for c in kept if c.change == change or c.change.startswith(change)]
@@ -207,7 +209,7 @@ class Executor:
         else:
             selected = []
         selected.sort(key=lambda c: c.first_ts, reverse=True)
-        return [self._revert(c, "rollback requested") for c in selected]
+        return [self.revert_state(c, "rollback requested") for c in selected]
 
     # -- apply ----------------------------------------------------------------------
     def _checks(
@@ -325,10 +327,12 @@ class Executor:
                     now,
                     now,
                 )
-                result.rolled_back.append(self._revert(state, f"apply failed: {exc}", batch))
+                result.rolled_back.append(self.revert_state(state, f"apply failed: {exc}", batch))
                 for undo in reversed(done):
                     result.rolled_back.append(
-                        self._revert(undo, "rolled back: a later change of its batch failed", batch)
+                        self.revert_state(
+                            undo, "rolled back: a later change of its batch failed", batch
+                        )
                     )
                 result.revert_failed = any(o.status == "revert_failed" for o in result.rolled_back)
                 return None
@@ -433,7 +437,7 @@ class Executor:
                         if state.change in culprits
                         else "rolled back with its batch"
                     )
-                    out = self._revert(state, why, batch)
+                    out = self.revert_state(state, why, batch)
                     out.checks = reports.get(state.change, [])
                     result.rolled_back.append(out)
                     result.outcomes.append(out)

@@ -26,7 +26,7 @@ PATH_COUNTERS = (
 @dataclass(frozen=True, slots=True)
 class ProbeSchedule:
     sweep_interval: float = 900.0
-    min_interval: float = 30.0
+    min_interval: float = 4.0
     max_per_cycle: int = 16
 
 

@@ -1,0 +1,237 @@
+"""`wg-tuner run` on the real lab: quiet when healthy, fixes a blackhole within a few
+cycles, leaves nothing unverified on SIGTERM, survives a broken SIGHUP reload."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import REPO, WG_TUNER
+from tuner.lab.lab import Lab
+
+FAST = ["--settle", "1", "--verify-window", "4", "--grace", "3", "--probe-timeout", "0.3"]
+
+
+class Daemon:
+    def __init__(self, lab: Lab, state: Path, *args: str) -> None:
+        self.state = state
+        self.log = state / "daemon.log"
+        state.mkdir(parents=True, exist_ok=True)
+        self._out = open(self.log, "w")  # noqa: SIM115 - closed in close()
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            lab.topo.a.netns,
+            WG_TUNER,
+            "run",
+            "--interval",
+            "2",
+            "--state-dir",
+            str(state),
+            "--log-format",
+            "json",
+            *args,
+        ]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self._out)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._out.close()
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.events() if e["event"] == name]
+
+    def wait_for(self, test: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not test():
+            assert self.proc.poll() is None, f"daemon exited: {self.log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.2)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+    def journal(self) -> list[dict[str, Any]]:
+        path = self.state / "journal.jsonl"
+        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+@contextmanager
+def daemon(lab: Lab, state: Path, *args: str) -> Iterator[Daemon]:
+    d = Daemon(lab, state, *args)
+    try:
+        yield d
+    finally:
+        d.close()
+        subprocess.run(
+            ["ip", "-n", lab.topo.a.netns, "link", "set", lab.topo.a.wg, "mtu", "1420"], check=False
+        )
+
+
+def every_line_is_json(d: Daemon) -> None:
+    for line in d.log.read_text().splitlines():
+        json.loads(line)
+
+
+def test_healthy_tunnel_stays_untouched_for_a_minute(lab: Lab, tmp_path: Path) -> None:
+    with daemon(lab, tmp_path, "--mode", "enforce", "--metrics-listen", "", *FAST) as d:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            lab.kick("a")  # a little real traffic, both ways
+            time.sleep(5)
+        assert d.stop() == 0
+    assert len(d.named("cycle.done")) >= 25
+    assert d.named("change.applied") == [] and d.journal() == []
+    every_line_is_json(d)
+
+
+def test_blackhole_while_running_is_fixed_and_verified(lab: Lab, tmp_path: Path) -> None:
+    with daemon(lab, tmp_path, "--mode", "enforce", "--metrics-listen", "", *FAST) as d:
+        d.wait_for(lambda: len(d.named("cycle.done")) >= 2, 30, "two cycles")
+        lab.fault("mtu-blackhole", True, mtu=1400)
+        try:
+            onset = len(d.named("cycle.done"))
+            stalled = threading.Thread(target=lab.traffic, args=(20.0,))
+            stalled.start()  # a user's bulk transfer, stalling in the blackhole
+            d.wait_for(
+                lambda: any(r["state"] == "verified" for r in d.journal()), 60, "a verified change"
+            )
+            cycles = len(d.named("cycle.done")) - onset
+            stalled.join()
+            bulk = lab.traffic(2.0)
+        finally:
+            lab.fault("mtu-blackhole", False)
+        assert d.stop() == 0
+    (applied,) = d.named("change.applied")
+    assert applied["after"] == "1340"
+    assert cycles <= 6, cycles
+    assert bulk["ok"] and bulk["bytes"] > 1_000_000, bulk
+    every_line_is_json(d)
+
+
+def test_sigterm_during_verification_leaves_nothing_unverified(lab: Lab, tmp_path: Path) -> None:
+    args = [
+        "--mode",
+        "enforce",
+        "--metrics-listen",
+        "",
+        "--settle",
+        "1",
+        "--verify-window",
+        "60",
+        "--grace",
+        "3",
+        "--probe-timeout",
+        "0.3",
+    ]
+    lab.fault("mtu-blackhole", True, mtu=1400)
+    try:
+        with daemon(lab, tmp_path, *args) as d:
+            d.wait_for(
+                lambda: any(r["state"] == "applied" for r in d.journal()), 60, "an applied change"
+            )
+            started = time.monotonic()
+            assert d.stop() == 0
+            assert time.monotonic() - started < 30
+    finally:
+        lab.fault("mtu-blackhole", False)
+    final = {}
+    for record in d.journal():
+        final[record["change"]] = record["state"]
+    assert final and set(final.values()) <= {"verified", "reverted"}, final
+    assert d.named("daemon.stopped")
+
+
+def test_sighup_with_a_broken_policy_keeps_the_last_good_set(lab: Lab, tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    port = "19586"
+    with daemon(
+        lab,
+        tmp_path / "state",
+        "--mode",
+        "observe",
+        "--policies",
+        str(policies),
+        "--metrics-listen",
+        f"127.0.0.1:{port}",
+    ) as d:
+        d.wait_for(lambda: len(d.named("cycle.done")) >= 1, 30, "a cycle")
+        (policies / "broken.yaml").write_text("apiVersion: wg-tuner/v1\nkind: Policy\nspec: 1\n")
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_for(lambda: bool(d.named("policy.reload_failed")), 30, "the reload to fail")
+        cycles = len(d.named("cycle.done"))
+        d.wait_for(lambda: len(d.named("cycle.done")) >= cycles + 2, 30, "more cycles")
+        metrics = scrape(lab, port)
+        assert "wg_tuner_policy_errors" in metrics
+        assert metrics["wg_tuner_policy_errors"] != ["0.0"]
+        assert "wireguard_latest_handshake_seconds" in metrics
+        listening = listeners(lab, int(port))
+        assert listening == ["127.0.0.1"], listening  # loopback only
+        assert d.stop() == 0
+    (failed,) = d.named("policy.reload_failed")
+    assert any("broken.yaml" in e for e in failed["errors"])
+    assert failed["kept"] == 9
+    every_line_is_json(d)
+
+
+def scrape(lab: Lab, port: str) -> dict[str, list[str]]:
+    out = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            lab.topo.a.netns,
+            "python3",
+            "-c",
+            "import sys,urllib.request;"
+            "sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())",
+            f"http://127.0.0.1:{port}/metrics",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    series: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        if line and not line.startswith("#"):
+            name = line.split("{")[0].split(" ")[0]
+            series.setdefault(name, []).append(line.rsplit(" ", 1)[1])
+    return series
+
+
+def listeners(lab: Lab, port: int) -> list[str]:
+    table = subprocess.run(
+        ["ip", "netns", "exec", lab.topo.a.netns, "cat", "/proc/net/tcp"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = []
+    for line in table.splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, hexport = local.split(":")
+        if state == "0A" and int(hexport, 16) == port:
+            found.append(".".join(str(int(addr[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
+_ = (os, urllib)

@@ -1,0 +1,222 @@
+"""``wg-tuner run``: the level-triggered reconcile loop.
+
+Every cycle re-reads the host; the only memory it trusts is the journal. A cycle:
+advance pending verifications (enforce), observe, probe what is due, plan with the
+guards, and start admitted changes (enforce) or report them (observe). It never waits
+for a verification window: the next cycles advance it. Errors end a cycle, not the
+loop. SIGTERM/SIGINT finish the step and leave nothing unverified; SIGHUP reloads the
+policies (a bad set is refused and the last good one kept).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from tuner.core.guards import Decision
+from tuner.engine import sdnotify
+from tuner.engine.executor import BatchResult, Executor
+from tuner.engine.planning import Planner, frozen_reason, needs_probes
+from tuner.errors import PolicyError, TunerError
+from tuner.exporters.controller_metrics import ControllerState
+from tuner.journal import view
+from tuner.journal.journal import Journal
+from tuner.model.policy import Policy
+from tuner.model.probe_schedule import due_probes
+from tuner.model.rates import rates
+from tuner.model.snapshot import Snapshot
+
+log = structlog.get_logger("tuner.daemon")
+
+HISTORY_SECONDS = 900.0
+"""Snapshots are kept this long, so conditions can be held for up to 15 minutes."""
+SHUTDOWN_BUDGET = 15.0
+
+
+@dataclass
+class Daemon:
+    planner: Planner
+    executor: Executor
+    journal: Journal
+    load_policies: Callable[[], list[Policy]]
+    state_dir: Path
+    interval: float = 10.0
+    enforce: bool = False
+    state: ControllerState = field(default_factory=ControllerState)
+    on_cycle: Callable[[ControllerState], None] = lambda state: None
+    clock: Callable[[], float] = time.time
+    max_cycles: int | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _reload: bool = False
+    _history: deque[Snapshot] = field(default_factory=lambda: deque(maxlen=2000))
+
+    # -- signals --------------------------------------------------------------------
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        log.info("daemon.stopping", signal=signal.Signals(signum).name)
+        self._stop.set()
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self._reload = True
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    # -- loop -----------------------------------------------------------------------
+    def run(self, policies: list[Policy]) -> int:
+        self.state.mode_enforce = self.enforce
+        recovered = self.executor.recover()
+        for outcome in recovered:
+            self.state.changes[(outcome.kind, outcome.status)] += 1
+        log.info(
+            "daemon.started",
+            mode="enforce" if self.enforce else "observe",
+            interval=self.interval,
+            policies=len(policies),
+            recovered=len(recovered),
+        )
+        first = True
+        while not self._stop.is_set():
+            started = time.monotonic()
+            if self._reload:
+                policies = self._reload_policies(policies)
+            try:
+                self.cycle(policies)
+                self.state.last_success = self.clock()
+            except (TunerError, OSError) as exc:
+                self.state.cycle_errors += 1
+                log.error("cycle.failed", error=str(exc))
+            duration = time.monotonic() - started
+            self.state.cycles += 1
+            self.state.last_cycle_seconds = duration
+            self.state.cycle_seconds_sum += duration
+            self.on_cycle(self.state)
+            if first:
+                sdnotify.notify("READY=1")
+                first = False
+            sdnotify.notify("WATCHDOG=1")
+            sdnotify.notify(
+                f"STATUS=cycle {self.state.cycles}: "
+                f"{sum(self.state.findings.values())} findings, "
+                f"{self.state.pending} pending verification(s)"
+            )
+            if self.max_cycles is not None and self.state.cycles >= self.max_cycles:
+                break
+            self._stop.wait(max(0.0, self.interval - duration))
+        sdnotify.notify("STOPPING=1")
+        self.shutdown(policies)
+        log.info("daemon.stopped", cycles=self.state.cycles)
+        return 0
+
+    def _reload_policies(self, current: list[Policy]) -> list[Policy]:
+        self._reload = False
+        try:
+            fresh = self.load_policies()
+        except PolicyError as exc:
+            self.state.policy_errors = len(exc.issues)
+            log.error(
+                "policy.reload_failed", errors=[str(i) for i in exc.issues], kept=len(current)
+            )
+            return current
+        self.state.policy_errors = 0
+        log.info("policy.reloaded", policies=len(fresh))
+        return fresh
+
+    def cycle(self, policies: Sequence[Policy]) -> None:
+        prev = self._history[-1] if self._history else None
+        snapshot = self.planner.observer.observe()
+        if self.planner.prober is not None and needs_probes(policies):
+            due = due_probes(
+                snapshot,
+                rates(prev, snapshot) if prev else None,
+                self.planner.prober.memory.last_probed(),
+                self.planner.schedule,
+            )
+            if due:
+                snapshot = self.planner.prober.probe(snapshot, [(d.interface, d.peer) for d in due])
+        self._remember(snapshot)
+        self.state.snapshot = snapshot
+        if self.enforce:
+            self._count(self.executor.advance(policies, snapshot, prev))
+        records = self.journal.read().records
+        cooldowns = {p.name: p.guards.cooldown for p in policies}
+        ctx = view.context(records, self.clock(), cooldowns, frozen_reason(self.state_dir))
+        plan = self.planner.decide(list(self._history), policies, ctx)
+        self.state.findings = Counter(f.policy for f in plan.findings)
+        self.state.held = Counter(
+            c.verdict.guard for c in plan.changes if c.verdict.decision is Decision.HOLD
+        )
+        self.state.frozen = ctx.frozen is not None
+        for c in plan.changes:
+            if c.verdict.decision is Decision.HOLD:
+                log.info(
+                    "guard.held",
+                    change=c.id,
+                    policy=c.policy,
+                    target=str(c.target),
+                    guard=c.verdict.guard,
+                    reason=c.verdict.reason,
+                )
+        started = BatchResult()
+        if plan.admitted:
+            if self.enforce:
+                started = self.executor.start(plan, policies, list(self._history))
+                self._count(started)
+            else:
+                for c in plan.admitted:
+                    log.info(
+                        "plan.would_apply",
+                        change=c.id,
+                        policy=c.policy,
+                        target=str(c.target),
+                        before=c.before,
+                        after=c.after,
+                    )
+        self.state.pending = len(self.executor.pending())
+        log.info(
+            "cycle.done",
+            cycle=self.state.cycles + 1,
+            interfaces=len(snapshot.interfaces),
+            peers=sum(len(i.peers) for i in snapshot.interfaces),
+            findings=len(plan.findings),
+            admitted=len(plan.admitted),
+            started=len([o for o in started.outcomes if o.status == "applied"]),
+            pending=self.state.pending,
+            probes=len(snapshot.probes),
+        )
+
+    def _remember(self, snapshot: Snapshot) -> None:
+        self._history.append(snapshot)
+        while self._history and snapshot.taken_at - self._history[0].taken_at > HISTORY_SECONDS:
+            self._history.popleft()
+
+    def _count(self, result: BatchResult) -> None:
+        for o in result.outcomes:
+            self.state.changes[(o.kind, o.status)] += 1
+        self.state.rollbacks += len(result.rolled_back)
+
+    def shutdown(self, policies: Sequence[Policy]) -> None:
+        """Leave no unverified change: verify what the time allows, revert the rest."""
+        deadline = time.monotonic() + SHUTDOWN_BUDGET
+        while self.executor.pending() and time.monotonic() < deadline:
+            pending = self.executor.pending()
+            if (
+                min(r.deadline or 0 for _, r in pending) - self.clock()
+                > deadline - time.monotonic()
+            ):
+                break  # their windows end after our budget: revert instead
+            prev = self._history[-1] if self._history else None
+            self._count(self.executor.advance(policies, self.planner.observer.observe(), prev))
+            time.sleep(min(1.0, self.executor.settings.interval))
+        for state, _ in sorted(self.executor.pending(), key=lambda p: p[1].seq, reverse=True):
+            out = self.executor.revert_state(state, "reverted at shutdown: not verified in time")
+            self.state.changes[(out.kind, out.status)] += 1

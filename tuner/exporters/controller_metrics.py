@@ -1,0 +1,102 @@
+"""The controller's own Prometheus series, next to the snapshot's host and peer series."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tuner.model.snapshot import Snapshot
+
+
+@dataclass
+class ControllerState:
+    cycles: int = 0
+    cycle_errors: int = 0
+    cycle_seconds_sum: float = 0.0
+    last_cycle_seconds: float = 0.0
+    last_success: float = 0.0
+    findings: Counter[str] = field(default_factory=Counter)
+    changes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(kind, result) -> count, result in applied|verified|reverted|revert_failed."""
+    rollbacks: int = 0
+    held: Counter[str] = field(default_factory=Counter)
+    frozen: bool = False
+    pending: int = 0
+    policy_errors: int = 0
+    mode_enforce: bool = False
+    snapshot: Snapshot | None = None
+
+
+class ControllerCollector(Collector):
+    def __init__(self, state: ControllerState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.state
+        yield CounterMetricFamily("wg_tuner_cycles", "Reconcile cycles run", value=s.cycles)
+        yield CounterMetricFamily(
+            "wg_tuner_cycle_errors", "Cycles that failed", value=s.cycle_errors
+        )
+        yield GaugeMetricFamily(
+            "wg_tuner_cycle_duration_seconds",
+            "Duration of the last cycle",
+            value=s.last_cycle_seconds,
+        )
+        yield CounterMetricFamily(
+            "wg_tuner_cycle_seconds", "Total time spent in cycles", value=s.cycle_seconds_sum
+        )
+        yield GaugeMetricFamily(
+            "wg_tuner_last_success_timestamp_seconds",
+            "When the last cycle succeeded",
+            value=s.last_success,
+        )
+        findings = GaugeMetricFamily(
+            "wg_tuner_findings", "Current findings by policy", labels=["policy"]
+        )
+        for policy, n in sorted(s.findings.items()):
+            findings.add_metric([policy], n)
+        yield findings
+        changes = CounterMetricFamily(
+            "wg_tuner_changes", "Changes by kind and result", labels=["kind", "result"]
+        )
+        for (kind, result), n in sorted(s.changes.items()):
+            changes.add_metric([kind, result], n)
+        yield changes
+        yield CounterMetricFamily("wg_tuner_rollbacks", "Automatic rollbacks", value=s.rollbacks)
+        held = GaugeMetricFamily(
+            "wg_tuner_held_changes", "Changes held, by guard", labels=["guard"]
+        )
+        for guard, n in sorted(s.held.items()):
+            held.add_metric([guard], n)
+        yield held
+        yield GaugeMetricFamily("wg_tuner_frozen", "1 when changes are frozen", value=int(s.frozen))
+        yield GaugeMetricFamily(
+            "wg_tuner_pending_verifications",
+            "Applied changes awaiting verification",
+            value=s.pending,
+        )
+        yield GaugeMetricFamily(
+            "wg_tuner_policy_errors",
+            "Errors in the policy files at the last (re)load",
+            value=s.policy_errors,
+        )
+        yield GaugeMetricFamily(
+            "wg_tuner_enforcing", "1 in enforce mode, 0 in observe mode", value=int(s.mode_enforce)
+        )
+
+
+class LiveSnapshotCollector(Collector):
+    """The peer and host series of the newest snapshot the daemon took."""
+
+    def __init__(self, state: ControllerState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        from tuner.exporters.metrics import SnapshotCollector
+
+        if self.state.snapshot is not None:
+            yield from SnapshotCollector(self.state.snapshot).collect()
