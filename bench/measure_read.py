@@ -26,6 +26,34 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
     return round(statistics.median(samples), 1)
 
 
+def cycle_cost(observer: Observer, repeat: int) -> dict[str, float]:
+    """A daemon cycle with the shipped policies and nothing due (probes excluded)."""
+    import resource
+    import tempfile
+    from pathlib import Path
+
+    from tuner.actuators.registry import build
+    from tuner.engine.daemon import Daemon
+    from tuner.engine.executor import Executor
+    from tuner.engine.health import Health
+    from tuner.engine.planning import Planner
+    from tuner.journal.journal import Journal
+    from tuner.observe.probes import PathProber
+    from tuner.policy.loader import load_or_raise
+
+    repo = Path(__file__).resolve().parent.parent
+    policies = load_or_raise([repo / "policies"])
+    state = Path(tempfile.mkdtemp(prefix="wg-tuner-bench-"))
+    journal = Journal(state)
+    actuators = build()
+    executor = Executor(journal, actuators, observer, Health(observer, PathProber(), actuators))
+    daemon = Daemon(Planner(observer, None, actuators), executor, journal, lambda: policies, state)
+    daemon.cycle(policies)  # warm: history needs a previous snapshot for rates
+    cost = median_ms(lambda: daemon.cycle(policies), repeat)
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"cycle_ms": cost, "rss_mb": round(rss_kb / 1024, 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("ifname")
@@ -53,6 +81,7 @@ def main() -> int:
         "interface_read_ms": median_ms(lambda: client.get(args.ifname), args.repeat),
         "snapshot_ms": median_ms(lambda: observer.observe((args.ifname,)), args.repeat),
     }
+    result.update(cycle_cost(observer, args.repeat))
     print(json.dumps(result))
     return 0
 
