@@ -60,13 +60,14 @@ class Sample:
     conntrack: int = 10
     implementation: Implementation = Implementation.USERSPACE
     ip_forward: str = "0"
+    endpoint_port: int = 51820
 
 
 def snapshot(s: Sample) -> Snapshot:
     taken = T0 + s.t
     peer = Peer(
         KEY,
-        "203.0.113.2:51820",
+        f"203.0.113.2:{s.endpoint_port}",
         ("192.0.2.2/32",),
         0.0 if s.handshake_age is None else taken - s.handshake_age,
         s.rx,
@@ -171,6 +172,15 @@ def cases() -> list[Case]:
             series(3, 10, lambda i, s: replace(s, tx=s.tx + 1000, handshake_age=180 + i * 10)),
             (("nat-keepalive", "keepalive", "0", "25", "admit"),),
             ("nat-keepalive",),
+        ),
+        Case(
+            "nat-endpoint-churn",
+            "the peer's NAT gave it a new port: keep the mapping open",
+            series(
+                2, 10, lambda i, s: replace(s, rx=s.rx + 10, tx=s.tx + 10, endpoint_port=40000 + i)
+            ),
+            (("nat-keepalive-churn", "keepalive", "0", "25", "admit"),),
+            ("nat-keepalive-churn",),
         ),
         Case(
             "hard-down-peer",

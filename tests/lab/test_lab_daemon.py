@@ -189,7 +189,7 @@ def test_sighup_with_a_broken_policy_keeps_the_last_good_set(lab: Lab, tmp_path:
         assert d.stop() == 0
     (failed,) = d.named("policy.reload_failed")
     assert any("broken.yaml" in e for e in failed["errors"])
-    assert failed["kept"] == 9
+    assert failed["kept"] == 10
     every_line_is_json(d)
 
 

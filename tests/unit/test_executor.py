@@ -266,3 +266,49 @@ def test_lock_busy_is_a_clear_error(tmp_path: Path) -> None:
 
     with StateLock(tmp_path / "s"), pytest.raises(LockBusy, match="another wg-tuner"):
         StateLock(tmp_path / "s", wait=0.1).__enter__()
+
+
+def test_persist_policy_writes_through_after_verification_and_undoes_on_rollback(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from tuner.actuators.persist import Persistence
+
+    ex, act, _ = executor(tmp_path)
+    ex.persistence = Persistence(tmp_path / "root")
+    rmem = Target("sysctl", "net.core.rmem_max")
+    act.values[rmem] = "212992"
+    persist_policy = replace(POLICY, action=replace(POLICY.action, persist=True))
+    p = Plan(
+        1.0,
+        "n",
+        (),
+        (
+            ProposedChange(
+                "c-p", "p", "sysctl", rmem, "212992", "425984", "w", (), 50, ADMIT, persist=True
+            ),
+        ),
+    )
+    result = ex.apply(p, [persist_policy], [SNAP, SNAP])
+    assert [o.status for o in result.outcomes] == ["verified"]
+    conf = tmp_path / "root" / "etc/sysctl.d/90-wg-tuner.conf"
+    assert "net.core.rmem_max = 425984" in conf.read_text()
+    ex.rollback(everything=True)
+    assert act.values[rmem] == "212992"
+    assert not conf.exists()
+
+
+def test_not_revertible_is_recorded_and_held_at_plan_time(tmp_path: Path) -> None:
+    from tuner.errors import NotRevertible
+
+    ex, act, _ = executor(tmp_path)
+
+    def refuse(target: Target, desired: str | None) -> bool:
+        raise NotRevertible(f"{target}: the kernel rejects writes")
+
+    act.apply = refuse  # type: ignore[method-assign]
+    result = ex.apply(plan(1), [POLICY], [SNAP, SNAP])
+    assert [o.status for o in result.outcomes] == ["held"]
+    ctx = view.context(ex.journal.read().records, 2000.0, {})
+    assert "rejects writes" in ctx.blocked[TARGETS[0]]

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from tuner.actuators.base import Actuator, HealthCheck
+from tuner.actuators.persist import Persisted, Persistence
 from tuner.core.plan import Plan, ProposedChange
 from tuner.engine.health import VALUE_CHECKS, CheckResult, Health
 from tuner.errors import ActuatorError, NotRevertible, TunerError
@@ -114,6 +115,8 @@ class Executor:
     settings: VerifySettings = field(default_factory=VerifySettings)
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    persistence: Persistence | None = None
+    """Writes verified changes of ``persist: true`` policies through (sysctl.d, wg-quick)."""
     _failing_since: dict[str, float] = field(default_factory=dict)
 
     # -- recovery and rollback ------------------------------------------------------
@@ -148,6 +151,7 @@ class Executor:
                 str(exc),
             )
         self.journal.append(REVERTED, state.change, reason=reason, **common)
+        self._unpersist(state.change)
         log.warning("change.reverted", change=state.change, target=str(state.target), reason=reason)
         return Outcome(
             state.change,
@@ -159,6 +163,35 @@ class Executor:
             "reverted",
             reason,
         )
+
+    def _persist(self, state: ChangeState, policy: Policy | None) -> dict[str, Any] | None:
+        if self.persistence is None or policy is None or not policy.action.persist:
+            return None
+        if state.desired is None:
+            return None
+        try:
+            record = self.persistence.persist(state.target, state.desired)
+        except TunerError as exc:
+            log.warning("change.persist_failed", change=state.change, error=str(exc))
+            return None
+        log.info("change.persisted", change=state.change, path=record.path)
+        return {
+            "path": record.path,
+            "key": record.key,
+            "section": record.section,
+            "previous": record.previous,
+        }
+
+    def _unpersist(self, change: str) -> None:
+        if self.persistence is None:
+            return
+        for r in self.journal.read().records:
+            data = r.extra.get("persisted") if r.change == change and r.state == VERIFIED else None
+            if isinstance(data, dict):
+                try:
+                    self.persistence.unpersist(Persisted(**data))
+                except (TunerError, OSError, TypeError) as exc:
+                    log.warning("change.unpersist_failed", change=change, error=str(exc))
 
     def recover(self) -> list[Outcome]:
         """Revert every change the journal shows as intended or applied, newest first."""
@@ -445,6 +478,7 @@ class Executor:
                 continue
             if due and len(reports) == len(members):
                 for state, _ in members:
+                    persisted = self._persist(state, by_name.get(state.policy))
                     self.journal.append(
                         VERIFIED,
                         state.change,
@@ -453,6 +487,7 @@ class Executor:
                         prior=state.prior,
                         desired=state.desired,
                         batch=batch,
+                        extra={"persisted": persisted} if persisted else {},
                     )
                     log.info("change.verified", change=state.change, target=str(state.target))
                     result.outcomes.append(
