@@ -64,5 +64,5 @@ def test_path_counters_moving_probe_active_peers_only() -> None:
 
 def test_min_interval_rate_limits_even_symptoms() -> None:
     s = snap(1)
-    due = due_probes(s, rates({"K0": (0, 5000)}), {("wg0", "K0"): 10_000.0 - 5})
+    due = due_probes(s, rates({"K0": (0, 5000)}), {("wg0", "K0"): 10_000.0 - 2})
     assert due == ()

@@ -147,3 +147,16 @@ def test_reachability_counts_loss() -> None:
     assert (reach.sent, reach.received, reach.loss) == (5, 5, 0.0)
     down = prober(Net(1500, tunnel_up=False)).reach(iface, peer)
     assert down.loss == 1.0 and down.rtt_ms is None
+
+
+@pytest.mark.parametrize(
+    ("path", "most"), [(1400, 10), (1350, 10), (1479, 10), (1460, 10), (1300, 14)]
+)
+def test_exact_answer_in_few_probe_sizes(path: int, most: int) -> None:
+    """Typically at most 10 sizes; a path below 1280 (atypical) needs a few more."""
+    snap, iface, peer = snapshot()
+    net = Net(path)
+    result = prober(net).mtu(snap, iface, peer)
+    assert result.tunnel_mtu == min(1420, path - 60)
+    assert result.sizes == len({size for _, size in net.sent})
+    assert result.sizes <= most, net.sent

@@ -48,7 +48,7 @@ def describe_probe(probe: MtuProbe) -> str:
     )
     return (
         f"probe {probe.peer[:8]}... -> {probe.target}: {what} via {probe.method.value} "
-        f"({probe.probes} probes, {probe.duration:.1f}s){warn}"
+        f"({probe.sizes} sizes, {probe.probes} packets, {probe.duration:.1f}s){warn}"
     )
 
 

@@ -49,6 +49,10 @@ class MtuSearch:
     """False when the budget ran out before the bracket closed."""
     failed_at: int | None = None
     """Smallest size known to fail (None when the ceiling passed)."""
+    sizes: int = 0
+    """Distinct sizes tried (``probes`` counts packets, retries included)."""
+    answered: bool = False
+    """Whether any probe got a reply."""
 
 
 def bisect_mtu(  # noqa: PLR0911 - each early return is one documented outcome
@@ -59,6 +63,8 @@ def bisect_mtu(  # noqa: PLR0911 - each early return is one documented outcome
     lowest: int | None = None,
     attempts: int = 3,
     resolution: int = 4,
+    step: int = 1,
+    bracket: bool = False,
     budget: int = 40,
     out_of_time: Callable[[], bool] = lambda: False,
 ) -> MtuSearch:
@@ -68,46 +74,75 @@ def bisect_mtu(  # noqa: PLR0911 - each early return is one documented outcome
     time), then the ceiling; only when the floor fails is ``lowest`` tried, so a path
     below the floor is still measured. A size is lost only after ``attempts`` tries.
     Running out of budget never counts as a failure: the result is then marked inexact.
+    ``step`` keeps midpoints on a grid (WireGuard's 16-byte padding); with ``bracket``
+    the floor is known to pass and the ceiling to fail, so neither is probed again.
     """
     sent = 0
+    tried: set[int] = set()
+    replied = False
 
     def ok(size: int) -> bool | None:
-        nonlocal sent
+        nonlocal sent, replied
+        tried.add(size)
         for _ in range(attempts):
             if sent >= budget or out_of_time():
                 return None
             sent += 1
             if passes(size):
+                replied = True
                 return True
         return False
 
+    def result(mtu: int | None, exact: bool, failed: int | None = None) -> MtuSearch:
+        return MtuSearch(mtu, sent, exact, failed, len(tried), replied)
+
+    if bracket:
+        return _narrow(
+            ok, lo=floor, hi=ceiling, resolution=max(resolution, step), step=step, result=result
+        )
+
     first = ok(floor)
     if first is None:
-        return MtuSearch(None, sent, False)
+        return result(None, False)
     if first:
         top = ok(ceiling)
         if top is None:
-            return MtuSearch(floor, sent, False)
+            return result(floor, False)
         if top:
-            return MtuSearch(ceiling, sent, True)
+            return result(ceiling, True)
         lo, hi = floor, ceiling  # lo passes, hi fails
     else:
         if lowest is None or lowest >= floor:
-            return MtuSearch(None, sent, True)
+            return result(None, True)
         low = ok(lowest)
         if not low:
-            return MtuSearch(None, sent, low is not None)
+            return result(None, low is not None)
         lo, hi = lowest, floor
+    return _narrow(ok, lo=lo, hi=hi, resolution=max(resolution, step), step=step, result=result)
+
+
+def _narrow(
+    ok: Callable[[int], bool | None],
+    *,
+    lo: int,
+    hi: int,
+    resolution: int,
+    step: int,
+    result: Callable[..., MtuSearch],
+) -> MtuSearch:
+    """Bisect a bracket where ``lo`` passes and ``hi`` fails, midpoints on the grid."""
     while hi - lo > resolution:
-        mid = (lo + hi) // 2
+        mid = lo + max(step, (hi - lo) // 2 // step * step)
+        if mid >= hi:
+            break
         verdict = ok(mid)
         if verdict is None:
-            return MtuSearch(lo, sent, False, hi)
+            return result(lo, False, hi)
         if verdict:
             lo = mid
         else:
             hi = mid
-    return MtuSearch(lo, sent, True, hi)
+    return result(lo, True, hi)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +156,12 @@ class MtuProbe:
     """Largest tunnel MTU that passed (already net of overhead for underlay probes)."""
     interface_mtu: int
     probes: int
+    """Packets sent, retries of lost sizes included."""
     exact: bool
     at: float
     duration: float
+    sizes: int = 0
+    """Distinct packet sizes tried (each retried before it counts as lost)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,8 @@ class PathProber:
         ceiling: int,
         lowest: int | None,
         resolution: int = 4,
+        step: int = 1,
+        bracket: bool = False,
     ) -> MtuSearch:
         deadline = time.monotonic() + self.settings.budget
         pinger = self.echo(target, device)
@@ -161,6 +163,8 @@ class PathProber:
                 max(floor, ceiling),
                 lowest=lowest,
                 resolution=resolution,
+                step=step,
+                bracket=bracket,
                 attempts=self.settings.attempts,
                 out_of_time=lambda: time.monotonic() > deadline,
             )
@@ -168,23 +172,32 @@ class PathProber:
             pinger.close()
         return result
 
-    def _refine(self, iface: WgInterface, peer: Peer, found: int) -> tuple[int | None, int]:
-        """Byte-exact tunnel MTU in [found, found + 15] from the underlay, if it answers.
+    def _refine(
+        self, iface: WgInterface, peer: Peer, found: int, failed: int
+    ) -> tuple[int | None, int, int]:
+        """Byte-exact tunnel MTU in [found, failed) from the underlay, if it answers.
 
-        Through the tunnel, padding hides the last 15 bytes (see WG_PADDING); the outer
-        path seen with DF probes to the endpoint does not.
+        Through the tunnel, padding hides the last 15 bytes (see WG_PADDING): ``found``
+        passed and ``failed`` did not, so outer sizes ``found + overhead`` and
+        ``failed + overhead`` are known; only the bytes between are probed, on the
+        underlay with DF, which padding does not touch.
         """
         host = endpoint_host(peer.endpoint) if peer.endpoint else None
-        if host is None:
-            return None, 0
+        if host is None or failed - found <= 1:
+            return None, 0, 0
         overhead = OVERHEAD_V6 if ":" in host else OVERHEAD_V4
-        top = min(found + WG_PADDING - 1, iface.link.mtu - 1)
         search = self._search(
-            host, None, floor=found + overhead, ceiling=top + overhead, lowest=None, resolution=1
+            host,
+            None,
+            floor=found + overhead,
+            ceiling=failed + overhead,
+            lowest=None,
+            resolution=1,
+            bracket=True,
         )
-        if search.mtu is None or not search.exact:
-            return None, search.probes
-        return search.mtu - overhead, search.probes
+        if not search.answered or search.mtu is None or not search.exact:
+            return None, search.probes, search.sizes
+        return search.mtu - overhead, search.probes, search.sizes
 
     def mtu(
         self, snapshot: Snapshot, iface: WgInterface, peer: Peer, target: str | None = None
@@ -200,16 +213,18 @@ class PathProber:
                 floor=MIN_TUNNEL_MTU,
                 ceiling=iface.link.mtu,
                 lowest=LOWEST_PROBE,
+                resolution=WG_PADDING,
+                step=WG_PADDING,
             )
             total += search.probes
+            sizes = search.sizes
             mtu, method = search.mtu, ProbeMethod.TUNNEL
             if mtu is not None:
                 self.memory.answered.add(key)
                 if search.failed_at is not None and search.exact:
-                    # Padding makes the pass/fail edge a multiple of 16: snap to it.
-                    mtu = max(mtu, (search.failed_at - 1) // WG_PADDING * WG_PADDING)
-                    refined, sent = self._refine(iface, peer, mtu)
+                    refined, sent, tried = self._refine(iface, peer, mtu, search.failed_at)
                     total += sent
+                    sizes += tried
                     if refined is not None:
                         mtu, method = refined, ProbeMethod.TUNNEL_UNDERLAY
                 return self._result(
@@ -222,6 +237,7 @@ class PathProber:
                     probes=total,
                     exact=search.exact,
                     started=started,
+                    sizes=sizes,
                 )
             age = snapshot.handshake_age(peer)
             if key in self.memory.answered or (
@@ -286,6 +302,7 @@ class PathProber:
             probes=total,
             exact=exact,
             started=started,
+            sizes=under.sizes,
         )
 
     def _result(
@@ -300,6 +317,7 @@ class PathProber:
         probes: int,
         exact: bool,
         started: float,
+        sizes: int = 0,
     ) -> MtuProbe:
         now = self.clock()
         self.memory.last[ProbeMemory.key(iface.name, peer.public_key)] = now
@@ -315,9 +333,11 @@ class PathProber:
             exact,
             now,
             time.monotonic() - started,
+            sizes,
         )
         log.info(
             "probe.mtu",
+            sizes=sizes,
             interface=iface.name,
             peer=peer.public_key,
             method=method.value,
