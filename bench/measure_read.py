@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import subprocess
 import time
 from collections.abc import Callable
 
 from tuner.adapters.uapi import UapiClient, parse_get
+from tuner.exporters import logs
 from tuner.observe.collector import Observer
 from tuner.observe.paths import HostPaths
 
@@ -59,6 +61,7 @@ def main() -> int:
     parser.add_argument("ifname")
     parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
+    logs.configure("json", level=logging.WARNING)  # stdout carries only the result
     paths = HostPaths()
     client = UapiClient(paths.wg_socket_dir, timeout=30)
     observer = Observer(paths=paths, uapi=client)

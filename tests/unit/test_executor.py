@@ -312,3 +312,23 @@ def test_not_revertible_is_recorded_and_held_at_plan_time(tmp_path: Path) -> Non
     assert [o.status for o in result.outcomes] == ["held"]
     ctx = view.context(ex.journal.read().records, 2000.0, {})
     assert "rejects writes" in ctx.blocked[TARGETS[0]]
+
+
+def test_daemon_history_keeps_peer_detail_only_as_long_as_needed(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tuner.engine.daemon import Daemon
+    from tuner.model.snapshot import Implementation, Link, WgInterface
+
+    ex, _, _ = executor(tmp_path)
+    iface = WgInterface(
+        "wg0", Implementation.KERNEL, None, 1, 0, Link("wg0", 1, "wireguard", 1420, "UP"), ()
+    )
+    d = Daemon(None, ex, ex.journal, list, tmp_path, interval=10.0)  # type: ignore[arg-type]
+    d.set_policies([POLICY])  # host scope only: detail for 3 intervals
+    for t in range(0, 1200, 10):
+        d._remember(replace(SNAP, taken_at=float(t), interfaces=(iface,)))
+    kept = list(d._history)
+    assert kept[-1].taken_at == 1190.0 and kept[0].taken_at >= 1190.0 - 900
+    detailed = [s for s in kept if s.interfaces]
+    assert len(detailed) == 4  # the last 30 s

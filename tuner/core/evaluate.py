@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from tuner.core.metrics import Point, value
 from tuner.model.policy import Condition, Policy, Scope, Selector
-from tuner.model.rates import rates
 from tuner.model.snapshot import Peer, Snapshot, WgInterface
 
 
@@ -45,11 +44,8 @@ class Finding:
 
 
 def points(history: Sequence[Snapshot]) -> list[Point]:
-    out: list[Point] = []
-    for i, cur in enumerate(history):
-        prev = history[i - 1] if i else None
-        out.append(Point(prev, cur, rates(prev, cur) if prev else None))
-    return out
+    """One Point per snapshot; rates and peer indexes are built only if a metric asks."""
+    return [Point(history[i - 1] if i else None, cur) for i, cur in enumerate(history)]
 
 
 def _peer_selected(selector: Selector, peer: Peer) -> bool:
@@ -89,13 +85,14 @@ def _held(
     cycles = 0
     since: float | None = None
     newest: float | None = None
+    now = pts[-1].cur.taken_at
     for point in reversed(pts):
         iface = point.cur.interface(iface_name) if iface_name else None
         if iface_name and iface is None:
             break
         peer = None
         if peer_key and iface is not None:
-            peer = next((p for p in iface.peers if p.public_key == peer_key), None)
+            peer = point.peer(iface.name, peer_key)
             if peer is None:
                 break
         got = value(condition.metric, point, iface, peer)
@@ -105,6 +102,8 @@ def _held(
             break
         cycles += 1
         since = point.cur.taken_at
+        if cycles >= condition.hold_cycles and now - since >= condition.hold_seconds:
+            break  # held long enough: older history cannot change the verdict
     if cycles == 0 or since is None:
         return None
     held_for = pts[-1].cur.taken_at - since

@@ -13,23 +13,52 @@ from dataclasses import dataclass
 
 from tuner.model.probe import ProbeOutcome
 from tuner.model.rates import Rates, delta
+from tuner.model.rates import rates as compute_rates
 from tuner.model.snapshot import Implementation, Peer, Snapshot, WgInterface
 
 NEVER = 1e9
 """Handshake age reported for a peer that never completed a handshake."""
 
 
-@dataclass(frozen=True, slots=True)
 class Point:
-    """One evaluation: the newest snapshot and the one before it."""
+    """One evaluation: a snapshot and the one before it, with rates computed on demand
+    and peers indexed, so evaluating every peer of a 10,000-peer host stays linear."""
 
-    prev: Snapshot | None
-    cur: Snapshot
-    rates: Rates | None
+    __slots__ = ("_index", "_prev_index", "_rates", "cur", "prev")
+
+    def __init__(self, prev: Snapshot | None, cur: Snapshot, rates: Rates | None = None) -> None:
+        self.prev = prev
+        self.cur = cur
+        self._rates = rates
+        self._index: dict[tuple[str, str], Peer] | None = None
+        self._prev_index: dict[tuple[str, str], Peer] | None = None
+
+    @property
+    def rates(self) -> Rates | None:
+        if self._rates is None and self.prev is not None:
+            self._rates = compute_rates(self.prev, self.cur)
+        return self._rates
 
     @property
     def interval(self) -> float | None:
-        return self.rates.interval if self.rates and self.rates.interval > 0 else None
+        r = self.rates
+        return r.interval if r and r.interval > 0 else None
+
+    @staticmethod
+    def _build(snapshot: Snapshot) -> dict[tuple[str, str], Peer]:
+        return {(i.name, p.public_key): p for i in snapshot.interfaces for p in i.peers}
+
+    def peer(self, interface: str, key: str) -> Peer | None:
+        if self._index is None:
+            self._index = self._build(self.cur)
+        return self._index.get((interface, key))
+
+    def prev_peer(self, interface: str, key: str) -> Peer | None:
+        if self.prev is None:
+            return None
+        if self._prev_index is None:
+            self._prev_index = self._build(self.prev)
+        return self._prev_index.get((interface, key))
 
 
 PeerFn = Callable[[Point, WgInterface, Peer], float | None]
@@ -79,10 +108,7 @@ def byte_rate(which: int) -> PeerFn:
 
 
 def endpoint_changed(p: Point, i: WgInterface, peer: Peer) -> float | None:
-    if p.prev is None:
-        return None
-    old = p.prev.interface(i.name)
-    before = next((q for q in old.peers if q.public_key == peer.public_key), None) if old else None
+    before = p.prev_peer(i.name, peer.public_key)
     if before is None:
         return None
     return float(before.endpoint != peer.endpoint and before.endpoint is not None)

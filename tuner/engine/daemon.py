@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
@@ -56,6 +56,7 @@ class Daemon:
     max_cycles: int | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _reload: bool = False
+    _detail_seconds: float = 60.0
     _history: deque[Snapshot] = field(default_factory=lambda: deque(maxlen=2000))
 
     # -- signals --------------------------------------------------------------------
@@ -74,6 +75,7 @@ class Daemon:
     # -- loop -----------------------------------------------------------------------
     def run(self, policies: list[Policy]) -> int:
         self.state.mode_enforce = self.enforce
+        self.set_policies(policies)
         recovered = self.executor.recover()
         for outcome in recovered:
             self.state.changes[(outcome.kind, outcome.status)] += 1
@@ -128,6 +130,7 @@ class Daemon:
             )
             return current
         self.state.policy_errors = 0
+        self.set_policies(fresh)
         log.info("policy.reloaded", policies=len(fresh))
         return fresh
 
@@ -195,9 +198,23 @@ class Daemon:
         )
 
     def _remember(self, snapshot: Snapshot) -> None:
+        """Keep host counters for the whole history, but per-peer detail only as long as a
+        peer or interface condition can need it: 10,000 peers x 450 snapshots would not
+        fit in memory, and a peer condition never looks back further than its hold."""
         self._history.append(snapshot)
         while self._history and snapshot.taken_at - self._history[0].taken_at > HISTORY_SECONDS:
             self._history.popleft()
+        for i in range(len(self._history) - 1, -1, -1):
+            old = self._history[i]
+            if snapshot.taken_at - old.taken_at <= self._detail_seconds:
+                continue
+            if not old.interfaces:
+                break  # everything older was already thinned
+            self._history[i] = replace(old, interfaces=(), probes=())
+
+    def set_policies(self, policies: Sequence[Policy]) -> None:
+        holds = [c.hold_seconds for p in policies for c in p.conditions if p.scope.value != "host"]
+        self._detail_seconds = max(holds, default=0.0) + 3 * self.interval
 
     def _count(self, result: BatchResult) -> None:
         for o in result.outcomes:
