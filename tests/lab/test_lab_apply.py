@@ -59,6 +59,40 @@ def journal_states(state: Path) -> list[str]:
     return [json.loads(line)["state"] for line in path.read_text().splitlines() if line]
 
 
+def apply_until_applied(
+    lab: Lab, state: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Start `apply` with an 8 s verification window; return once a change is applied."""
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        lab.topo.a.netns,
+        WG_TUNER,
+        "apply",
+        "--format",
+        "json",
+        "--state-dir",
+        str(state),
+        *FAST[:2],
+        "--verify-window",
+        "8",
+        *FAST[4:],
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    deadline = time.monotonic() + 30
+    while "applied" not in journal_states(state):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+        time.sleep(0.05)
+    return proc
+
+
 @pytest.fixture
 def blackhole(lab: Lab) -> Any:
     lab.fault("mtu-blackhole", True, mtu=1400)
@@ -112,31 +146,7 @@ def test_failed_verification_rolls_back_exactly(blackhole: Lab, tmp_path: Path) 
     lab = blackhole
     a = lab.topo.a
     before = capture(a.netns, a.wg)
-    proc = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            a.netns,
-            WG_TUNER,
-            "apply",
-            "--format",
-            "json",
-            "--state-dir",
-            str(tmp_path),
-            *FAST[:2],
-            "--verify-window",
-            "8",
-            *FAST[4:],
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while "applied" not in journal_states(tmp_path):
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
-        time.sleep(0.05)
+    proc = apply_until_applied(lab, tmp_path)
     lab.fault("down", True)  # cut the tunnel during the verification window
     try:
         out, err = proc.communicate(timeout=60)
@@ -171,32 +181,7 @@ def test_kill_9_during_a_revert_converges(blackhole: Lab, tmp_path: Path) -> Non
     lab = blackhole
     a = lab.topo.a
     before = capture(a.netns, a.wg)
-    proc = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            a.netns,
-            WG_TUNER,
-            "apply",
-            "--format",
-            "json",
-            "--state-dir",
-            str(tmp_path),
-            *FAST[:2],
-            "--verify-window",
-            "8",
-            *FAST[4:],
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "WG_TUNER_FAULT_KILL_AFTER": "reverting"},
-    )
-    deadline = time.monotonic() + 30
-    while "applied" not in journal_states(tmp_path):
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
-        time.sleep(0.05)
+    proc = apply_until_applied(lab, tmp_path, {"WG_TUNER_FAULT_KILL_AFTER": "reverting"})
     lab.fault("down", True)  # verification fails, a revert runs, and dies mid-way
     try:
         proc.communicate(timeout=60)

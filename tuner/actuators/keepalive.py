@@ -13,7 +13,7 @@ from typing import ClassVar, Protocol
 
 from tuner.actuators import validate
 from tuner.actuators.base import HealthCheck, Target, Value
-from tuner.adapters.uapi import UapiClient, UapiErrno, b64_to_hex
+from tuner.adapters.uapi import UapiClient, UapiDevice, UapiErrno, b64_to_hex
 from tuner.errors import InvalidValue, ObserveError, PermanentActuatorError
 
 MAX_KEEPALIVE = 65535
@@ -27,6 +27,14 @@ class WgPort(Protocol):
     def set_peer_keepalive(self, ifname: str, public_key: str, seconds: int) -> None: ...
 
 
+def keepalive_of(device: UapiDevice, public_key: str) -> int | None:
+    """The peer's keepalive interval, or None when the device has no such peer."""
+    for peer in device.peers:
+        if peer.public_key == public_key:
+            return peer.persistent_keepalive
+    return None
+
+
 class UapiWg:
     """WgPort over the userspace config socket."""
 
@@ -35,13 +43,9 @@ class UapiWg:
 
     def peer_keepalive(self, ifname: str, public_key: str) -> int | None:
         try:
-            device = self.client.get(ifname)
+            return keepalive_of(self.client.get(ifname), public_key)
         except ObserveError as exc:
             raise PermanentActuatorError(str(exc)) from exc
-        for peer in device.peers:
-            if peer.public_key == public_key:
-                return peer.persistent_keepalive
-        return None
 
     def set_peer_keepalive(self, ifname: str, public_key: str, seconds: int) -> None:
         try:
@@ -64,13 +68,9 @@ class GenetlinkWg:
         from tuner.adapters.genetlink import read_kernel_device
 
         try:
-            device = read_kernel_device(ifname)
+            return keepalive_of(read_kernel_device(ifname), public_key)
         except ObserveError as exc:
             raise PermanentActuatorError(str(exc)) from exc
-        for peer in device.peers:
-            if peer.public_key == public_key:
-                return peer.persistent_keepalive
-        return None
 
     def set_peer_keepalive(self, ifname: str, public_key: str, seconds: int) -> None:
         from pyroute2 import WireGuard

@@ -44,23 +44,10 @@ class Nft:
         if self.binary is None:
             raise ObserveError("nft is not installed")
         try:
-            proc = subprocess.run(
-                [self.binary, "-j", "list", "table", family, table],
-                capture_output=True,
-                text=True,
-                timeout=NFT_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ObserveError("nft timed out listing the wg-tuner table") from exc
-        if proc.returncode != 0:
-            if "No such file or directory" in proc.stderr:
-                return None
-            raise ObserveError(f"nft failed listing the wg-tuner table: {proc.stderr.strip()}")
-        try:
-            return canonical_table(json.loads(proc.stdout))
-        except json.JSONDecodeError as exc:
-            raise ObserveError("nft returned invalid JSON") from exc
+            objects = list_table_objects(self.binary, family, table)
+        except NftError as exc:
+            raise ObserveError(f"nft failed listing the wg-tuner table: {exc}") from exc
+        return None if objects is None else canonical_table({"nftables": objects})
 
 
 class NftError(Exception):
@@ -102,5 +89,8 @@ def list_table_objects(binary: str, family: str, table: str) -> list[dict[str, o
         if "No such file or directory" in proc.stderr:
             return None
         raise NftError(proc.stderr.strip())
-    items = json.loads(proc.stdout).get("nftables", [])
+    try:
+        items = json.loads(proc.stdout).get("nftables", [])
+    except (ValueError, AttributeError) as exc:
+        raise NftError("nft returned invalid JSON") from exc
     return [i for i in items if isinstance(i, dict) and "metainfo" not in i]

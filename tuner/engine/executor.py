@@ -79,6 +79,30 @@ class Outcome:
     reason: str = ""
     checks: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def of(
+        cls,
+        state: ChangeState,
+        status: str,
+        reason: str = "",
+        checks: list[dict[str, Any]] | None = None,
+        *,
+        undo: bool = False,
+    ) -> Outcome:
+        """An outcome for a journaled change; ``undo`` reports it as going back."""
+        before, after = (state.desired, state.prior) if undo else (state.prior, state.desired)
+        return cls(
+            state.change,
+            state.policy,
+            state.target.kind,
+            state.target,
+            before,
+            after,
+            status,
+            reason,
+            checks or [],
+        )
+
     def data(self) -> dict[str, Any]:
         t = self.target
         return {
@@ -140,29 +164,11 @@ class Executor:
                 target=str(state.target),
                 error=str(exc),
             )
-            return Outcome(
-                state.change,
-                state.policy,
-                state.target.kind,
-                state.target,
-                state.desired,
-                state.prior,
-                "revert_failed",
-                str(exc),
-            )
+            return Outcome.of(state, "revert_failed", str(exc), undo=True)
         self.journal.append(REVERTED, state.change, reason=reason, **common)
         self._unpersist(state.change)
         log.warning("change.reverted", change=state.change, target=str(state.target), reason=reason)
-        return Outcome(
-            state.change,
-            state.policy,
-            state.target.kind,
-            state.target,
-            state.desired,
-            state.prior,
-            "reverted",
-            reason,
-        )
+        return Outcome.of(state, "reverted", reason, undo=True)
 
     def _persist(self, state: ChangeState, policy: Policy | None) -> dict[str, Any] | None:
         if self.persistence is None or policy is None or not policy.action.persist:
@@ -292,17 +298,7 @@ class Executor:
             baselines.append({"gates": gates, "baseline": {n: r.value for n, r in results.items()}})
         done = self._apply_changes(admitted, baselines, batch, (settle, window), result)
         for state in done or ():
-            result.outcomes.append(
-                Outcome(
-                    state.change,
-                    state.policy,
-                    state.target.kind,
-                    state.target,
-                    state.prior,
-                    state.desired,
-                    "applied",
-                )
-            )
+            result.outcomes.append(Outcome.of(state, "applied"))
         return result
 
     def _apply_changes(
@@ -491,17 +487,7 @@ class Executor:
                     )
                     log.info("change.verified", change=state.change, target=str(state.target))
                     result.outcomes.append(
-                        Outcome(
-                            state.change,
-                            state.policy,
-                            state.target.kind,
-                            state.target,
-                            state.prior,
-                            state.desired,
-                            "verified",
-                            "",
-                            reports.get(state.change, []),
-                        )
+                        Outcome.of(state, "verified", "", reports.get(state.change, []))
                     )
         return result
 
