@@ -332,3 +332,31 @@ def test_daemon_history_keeps_peer_detail_only_as_long_as_needed(tmp_path: Path)
     assert kept[-1].taken_at == 1190.0 and kept[0].taken_at >= 1190.0 - 900
     detailed = [s for s in kept if s.interfaces]
     assert len(detailed) == 4  # the last 30 s
+
+
+def test_a_failing_cycle_does_not_end_the_loop(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    from tuner.engine.daemon import Daemon
+    from tuner.engine.planning import Planner
+    from tuner.errors import ObserveError
+
+    ex, act, _ = executor(tmp_path)
+    calls = {"n": 0}
+
+    class Flaky:
+        def observe(self, interfaces: tuple[str, ...] = ()) -> Snapshot:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise ObserveError("wg0: config socket timed out")
+            return SNAP
+
+    planner = Planner(Flaky(), None, {"sysctl": act})  # type: ignore[arg-type]
+    d = Daemon(planner, ex, ex.journal, list, tmp_path, interval=0.0, max_cycles=4)
+    with capture_logs() as logs:
+        assert d.run([POLICY]) == 0
+    events = [e["event"] for e in logs]
+    assert events.count("cycle.failed") == 1
+    assert events.count("cycle.done") == 3
+    assert d.state.cycles == 4 and d.state.cycle_errors == 1
+    assert "daemon.stopped" in events
