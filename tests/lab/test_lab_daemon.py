@@ -23,7 +23,7 @@ FAST = ["--settle", "1", "--verify-window", "4", "--grace", "3", "--probe-timeou
 
 
 class Daemon:
-    def __init__(self, lab: Lab, state: Path, *args: str) -> None:
+    def __init__(self, lab: Lab, state: Path, *args: str, role: str = "a") -> None:
         self.state = state
         self.log = state / "daemon.log"
         state.mkdir(parents=True, exist_ok=True)
@@ -32,7 +32,7 @@ class Daemon:
             "ip",
             "netns",
             "exec",
-            lab.topo.a.netns,
+            lab.topo.host(role).netns,
             WG_TUNER,
             "run",
             "--interval",
@@ -75,8 +75,8 @@ class Daemon:
 
 
 @contextmanager
-def daemon(lab: Lab, state: Path, *args: str) -> Iterator[Daemon]:
-    d = Daemon(lab, state, *args)
+def daemon(lab: Lab, state: Path, *args: str, role: str = "a") -> Iterator[Daemon]:
+    d = Daemon(lab, state, *args, role=role)
     try:
         yield d
     finally:
@@ -235,3 +235,57 @@ def listeners(lab: Lab, port: int) -> list[str]:
 
 
 _ = (os, urllib)
+
+
+def test_nat_timeout_gets_a_keepalive_on_the_natted_peer_only(lab: Lab, tmp_path: Path) -> None:
+    """b talks to a, which sits behind a NAT that forgets mappings after 30 s."""
+    a, b = lab.topo.a, lab.topo.b
+
+    def keepalives() -> tuple[int, int]:
+        return (
+            lab.uapi.get(a.wg).peers[0].persistent_keepalive,
+            lab.uapi.get(b.wg).peers[0].persistent_keepalive,
+        )
+
+    lab.fault("nat-timeout", True, timeout=30)
+    try:
+        with daemon(
+            lab, tmp_path, "--mode", "enforce", "--metrics-listen", "", *FAST, role="b"
+        ) as d:
+            lab.kick("a")
+            d.wait_for(lambda: len(d.named("cycle.done")) >= 2, 30, "two cycles")
+            first = lab.uapi.get(b.wg).peers[0].endpoint
+            # b's passive keepalive refreshes the mapping 10 s after a's packet; then the
+            # NAT forgets it 30 s later, and a's next packet leaves on a new random port
+            time.sleep(45)
+            lab.kick("a")
+            d.wait_for(
+                lambda: any(r["state"] == "verified" for r in d.journal()),
+                60,
+                "a verified keepalive",
+            )
+            assert keepalives() == (0, 25)  # on b's entry for the NATed peer, nowhere else
+            time.sleep(40)  # idle for longer than the NAT's timeout
+            far_side = lab.traffic(2.0, sender="b")  # initiated from b, after the idle
+            assert d.stop() == 0
+    finally:
+        lab.fault("nat-timeout", False)
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                b.netns,
+                "wg",
+                "set",
+                b.wg,
+                "peer",
+                lab.uapi.get(b.wg).peers[0].public_key,
+                "persistent-keepalive",
+                "0",
+            ],
+            check=False,
+        )
+    (applied,) = d.named("change.applied")
+    assert applied["policy"] == "nat-keepalive-churn" and applied["after"] == "25"
+    assert far_side["ok"] and far_side["bytes"] > 1_000_000, far_side

@@ -66,3 +66,10 @@ def test_min_interval_rate_limits_even_symptoms() -> None:
     s = snap(1)
     due = due_probes(s, rates({"K0": (0, 5000)}), {("wg0", "K0"): 10_000.0 - 2})
     assert due == ()
+
+
+def test_a_lone_keepalive_is_not_demand() -> None:
+    s = snap(1)
+    last = {("wg0", "K0"): 10_000.0 - 60}
+    assert due_probes(s, rates({"K0": (0, 32)}), last) == ()  # WireGuard's own keepalive
+    assert [d.reason for d in due_probes(s, rates({"K0": (0, 148)}), last)] == ["tx without rx"]

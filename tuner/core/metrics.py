@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tuner.model.probe import ProbeOutcome
-from tuner.model.rates import Rates, delta
+from tuner.model.rates import KEEPALIVE_BYTES, Rates, delta
 from tuner.model.rates import rates as compute_rates
 from tuner.model.snapshot import Implementation, Peer, Snapshot, WgInterface
 
@@ -91,7 +91,7 @@ def handshake_age(p: Point, i: WgInterface, peer: Peer) -> float:
 
 def tx_without_rx(p: Point, i: WgInterface, peer: Peer) -> float | None:
     r = _peer_rate(p, i, peer)
-    return None if r is None else float(r[1] > 0 and r[0] == 0)
+    return None if r is None else float(r[1] > KEEPALIVE_BYTES and r[0] == 0)
 
 
 def demand(p: Point, i: WgInterface, peer: Peer) -> float | None:

@@ -55,7 +55,7 @@ def describe_probe(probe: MtuProbe) -> str:
 def peer_flags(snapshot: Snapshot, peer: Peer, rate: PeerRate | None) -> list[str]:
     flags: list[str] = []
     age = snapshot.handshake_age(peer)
-    demand = rate is not None and rate.tx_delta > 0 and rate.rx_delta == 0
+    demand = rate is not None and rate.tx_without_rx
     if demand and (age is None or age > ACTIVE_HANDSHAKE_MAX):
         flags.append("STALE-WITH-DEMAND")
     elif demand:

@@ -107,7 +107,9 @@ def nat_timeout_on(topo: Topology, timeout: int = 30) -> dict[str, Any]:
                 "add": _rule(
                     "lab_nat",
                     "post",
-                    [_match(_meta("oifname"), topo.router_b), {"masquerade": None}],
+                    # Random source ports, as carrier-grade NATs do: a mapping that
+                    # expired comes back on a new port (endpoint churn on b's side).
+                    [_match(_meta("oifname"), topo.router_b), {"masquerade": {"flags": "random"}}],
                 )
             },
             # A NAT admits nothing unsolicited from outside: B can only answer A.

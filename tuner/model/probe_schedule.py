@@ -56,7 +56,7 @@ def due_probes(
             if last is not None and now - last < schedule.min_interval:
                 continue
             rate = rates.peers.get(key) if rates else None
-            if rate is not None and rate.tx_delta > 0 and rate.rx_delta == 0:
+            if rate is not None and rate.tx_without_rx:
                 urgent.append(DueProbe(iface.name, peer.public_key, "tx without rx"))
             elif host_symptom and rate is not None and (rate.tx_delta or rate.rx_delta):
                 urgent.append(DueProbe(iface.name, peer.public_key, "path counters moving"))

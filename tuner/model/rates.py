@@ -12,6 +12,11 @@ from types import MappingProxyType
 
 from tuner.model.snapshot import Snapshot
 
+KEEPALIVE_BYTES = 64
+"""Growth up to this many bytes is WireGuard's own chatter (a keepalive is 32 bytes), not
+demand: otherwise a passive keepalive would look like "tx without rx" and trigger the
+very probes that cause the next keepalive."""
+
 
 def delta(prev: int, cur: int) -> int:
     """Growth of a cumulative counter; a decrease means it restarted from zero."""
@@ -24,6 +29,11 @@ class PeerRate:
     tx_bps: float
     rx_delta: int
     tx_delta: int
+
+    @property
+    def tx_without_rx(self) -> bool:
+        """Traffic went out and nothing came back (keepalives alone are not traffic)."""
+        return self.tx_delta > KEEPALIVE_BYTES and self.rx_delta == 0
 
 
 @dataclass(frozen=True, slots=True)
