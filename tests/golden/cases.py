@@ -196,7 +196,7 @@ def cases() -> list[Case]:
                 ),
             ),
             (),
-            ("handshake-stale",),
+            ("handshake-stale", "peer-unreachable"),
         ),
         Case(
             "mtu-blackhole-fires",

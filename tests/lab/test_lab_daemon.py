@@ -189,7 +189,7 @@ def test_sighup_with_a_broken_policy_keeps_the_last_good_set(lab: Lab, tmp_path:
         assert d.stop() == 0
     (failed,) = d.named("policy.reload_failed")
     assert any("broken.yaml" in e for e in failed["errors"])
-    assert failed["kept"] == 10
+    assert failed["kept"] == 11
     every_line_is_json(d)
 
 
@@ -255,6 +255,7 @@ def test_nat_timeout_gets_a_keepalive_on_the_natted_peer_only(lab: Lab, tmp_path
             lab.kick("a")
             d.wait_for(lambda: len(d.named("cycle.done")) >= 2, 30, "two cycles")
             first = lab.uapi.get(b.wg).peers[0].endpoint
+            assert first and first.startswith(b.gateway + ":")  # b sees a through the NAT
             # b's passive keepalive refreshes the mapping 10 s after a's packet; then the
             # NAT forgets it 30 s later, and a's next packet leaves on a new random port
             time.sleep(45)
@@ -289,3 +290,21 @@ def test_nat_timeout_gets_a_keepalive_on_the_natted_peer_only(lab: Lab, tmp_path
     (applied,) = d.named("change.applied")
     assert applied["policy"] == "nat-keepalive-churn" and applied["after"] == "25"
     assert far_side["ok"] and far_side["bytes"] > 1_000_000, far_side
+
+
+def test_down_peer_gives_findings_and_no_tuning(lab: Lab, tmp_path: Path) -> None:
+    with daemon(lab, tmp_path, "--mode", "enforce", "--metrics-listen", "", *FAST) as d:
+        d.wait_for(lambda: len(d.named("cycle.done")) >= 2, 30, "two cycles")  # probed once
+        lab.fault("down", True)
+        try:
+            stop = time.monotonic() + 40
+            while time.monotonic() < stop:  # a user keeps trying to reach b
+                lab.kick("a")
+                time.sleep(2)
+            findings = [e for e in d.named("cycle.done") if e["findings"]]
+        finally:
+            lab.fault("down", False)
+        assert d.stop() == 0
+    assert findings, "a down peer in demand must be reported"
+    assert d.named("change.applied") == [] and d.journal() == []
+    every_line_is_json(d)
