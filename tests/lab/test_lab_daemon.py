@@ -308,3 +308,31 @@ def test_down_peer_gives_findings_and_no_tuning(lab: Lab, tmp_path: Path) -> Non
     assert findings, "a down peer in demand must be reported"
     assert d.named("change.applied") == [] and d.journal() == []
     every_line_is_json(d)
+
+
+def test_toggling_a_fault_causes_no_oscillation(lab: Lab, tmp_path: Path) -> None:
+    """The blackhole goes on and off every 20 s; the MTU is lowered once and stays."""
+    duration = float(os.environ.get("WG_TUNER_TOGGLE_SECONDS", "120"))
+    with daemon(lab, tmp_path, "--mode", "enforce", "--metrics-listen", "", *FAST) as d:
+        d.wait_for(lambda: len(d.named("cycle.done")) >= 2, 30, "two cycles")
+        end = time.monotonic() + duration
+        on = False
+        try:
+            while time.monotonic() < end:
+                on = not on
+                lab.fault("mtu-blackhole", on, **({"mtu": 1400} if on else {}))
+                user = threading.Thread(target=lab.traffic, args=(3.0,))
+                user.start()  # a user's bulk transfer in every phase
+                flip = min(time.monotonic() + 20, end)
+                while time.monotonic() < flip:
+                    lab.kick("a")
+                    time.sleep(2)
+                user.join()
+        finally:
+            if on:
+                lab.fault("mtu-blackhole", False)
+        assert d.stop() == 0
+    states = [r["state"] for r in d.journal()]
+    assert states.count("applied") == 1, states
+    assert "reverted" not in states
+    assert len(d.named("cycle.done")) >= duration / 2 - 5
