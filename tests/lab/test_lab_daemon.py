@@ -336,3 +336,32 @@ def test_toggling_a_fault_causes_no_oscillation(lab: Lab, tmp_path: Path) -> Non
     assert states.count("applied") == 1, states
     assert "reverted" not in states
     assert len(d.named("cycle.done")) >= duration / 2 - 5
+
+
+def test_interfaces_that_come_and_go_do_not_break_the_loop(lab: Lab, tmp_path: Path) -> None:
+    extra = f"{lab.topo.prefix}-x"
+    env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
+    with daemon(lab, tmp_path, "--mode", "enforce", "--metrics-listen", "", *FAST) as d:
+        d.wait_for(lambda: len(d.named("cycle.done")) >= 2, 30, "two cycles")
+        wg = subprocess.Popen(
+            ["ip", "netns", "exec", lab.topo.a.netns, "wireguard-go", "-f", extra],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            d.wait_for(
+                lambda: any(e["interfaces"] == 2 for e in d.named("cycle.done")),
+                30,
+                "the new interface to be seen",
+            )
+        finally:
+            wg.terminate()
+            wg.wait(timeout=10)
+        seen = len(d.named("cycle.done"))
+        d.wait_for(lambda: len(d.named("cycle.done")) >= seen + 3, 30, "three more cycles")
+        assert d.named("cycle.done")[-1]["interfaces"] == 1
+        assert d.stop() == 0
+    assert d.named("cycle.failed") == []
+    assert d.named("change.applied") == []
+    every_line_is_json(d)
