@@ -365,3 +365,33 @@ def test_interfaces_that_come_and_go_do_not_break_the_loop(lab: Lab, tmp_path: P
     assert d.named("cycle.failed") == []
     assert d.named("change.applied") == []
     every_line_is_json(d)
+
+
+def test_peer_restart_during_the_window_is_no_false_rollback(lab: Lab, tmp_path: Path) -> None:
+    args = [
+        "--mode",
+        "enforce",
+        "--metrics-listen",
+        "",
+        "--settle",
+        "1",
+        "--verify-window",
+        "25",
+        "--probe-timeout",
+        "0.3",
+    ]  # default grace: 20 s
+    lab.fault("mtu-blackhole", True, mtu=1400)
+    try:
+        with daemon(lab, tmp_path, *args) as d:
+            d.wait_for(
+                lambda: any(r["state"] == "applied" for r in d.journal()), 60, "an applied change"
+            )
+            lab.restart("b")  # b's WireGuard goes dark and comes back inside the grace
+            d.wait_for(
+                lambda: d.journal()[-1]["state"] in ("verified", "reverted"), 90, "the verdict"
+            )
+            assert d.stop() == 0
+    finally:
+        lab.fault("mtu-blackhole", False)
+    assert [r["state"] for r in d.journal()] == ["intended", "applied", "verified"]
+    assert lab.traffic(1.0)["ok"]

@@ -293,6 +293,58 @@ class Lab:
                 raise LabError("the lab tunnel did not complete a handshake")
             time.sleep(0.1)
 
+    # -- restart ------------------------------------------------------------
+    RESTORE_KEYS = (
+        "private_key",
+        "listen_port",
+        "fwmark",
+        "public_key",
+        "preshared_key",
+        "endpoint",
+        "persistent_keepalive_interval",
+        "allowed_ip",
+    )
+
+    def restart(self, role: str) -> None:
+        """Restart a host's wireguard-go with the same configuration, as an operator or a
+        package upgrade would: the session goes dark until the next handshake."""
+        record = self.require()
+        host = self.topo.host(role)
+        # The full configuration, keys included, passes through memory only, to the new daemon.
+        raw = self.uapi._request(host.wg, b"get=1\n\n").decode("ascii")
+        items = [
+            (key, value)
+            for key, _, value in (line.partition("=") for line in raw.splitlines())
+            if key in self.RESTORE_KEYS and value and not (key == "fwmark" and value == "0")
+        ]
+        old = next(p for p in record.processes if p["match"] == host.wg)
+        _stop_process(int(old["pid"]), host.wg)
+        child = self._children.pop(int(old["pid"]), None)
+        if child is not None:
+            child.wait(timeout=5)
+        record.processes.remove(old)
+        record.sockets.remove(host.wg)
+        deadline = time.monotonic() + SOCKET_WAIT
+        while self.uapi.has_socket(host.wg) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._start_wireguard(record, host)
+        self.uapi.set(host.wg, items)
+        del raw, items
+        run(
+            [
+                "ip",
+                "-n",
+                host.netns,
+                "addr",
+                "add",
+                f"{host.tunnel_addr}/{TUNNEL_PREFIXLEN}",
+                "dev",
+                host.wg,
+            ]
+        )
+        run(["ip", "-n", host.netns, "link", "set", host.wg, "up"])
+        log.info("lab.restarted", role=role)
+
     # -- down ---------------------------------------------------------------
     def down(self) -> bool:
         """Remove what the record lists. False when there was nothing to remove."""
