@@ -166,21 +166,16 @@ class Lab:
             self._start_wireguard(record, host)
         self._configure_tunnel()
         for host in (topo.a, topo.b):
-            run(
-                [
-                    "ip",
-                    "-n",
-                    host.netns,
-                    "addr",
-                    "add",
-                    f"{host.tunnel_addr}/{TUNNEL_PREFIXLEN}",
-                    "dev",
-                    host.wg,
-                ]
-            )
-            run(["ip", "-n", host.netns, "link", "set", host.wg, "up"])
+            self._bring_up(host)
         self.kick("a")
         self.wait_handshake(timeout=10.0)
+
+    @staticmethod
+    def _bring_up(host: Host) -> None:
+        """Give a host's WireGuard interface its tunnel address and bring it up."""
+        tunnel = f"{host.tunnel_addr}/{TUNNEL_PREFIXLEN}"
+        run(["ip", "-n", host.netns, "addr", "add", tunnel, "dev", host.wg])
+        run(["ip", "-n", host.netns, "link", "set", host.wg, "up"])
 
     def _wire(self, host: Host, router_end: str) -> None:
         topo = self.topo
@@ -330,19 +325,7 @@ class Lab:
         self._start_wireguard(record, host)
         self.uapi.set(host.wg, items)
         del raw, items
-        run(
-            [
-                "ip",
-                "-n",
-                host.netns,
-                "addr",
-                "add",
-                f"{host.tunnel_addr}/{TUNNEL_PREFIXLEN}",
-                "dev",
-                host.wg,
-            ]
-        )
-        run(["ip", "-n", host.netns, "link", "set", host.wg, "up"])
+        self._bring_up(host)
         log.info("lab.restarted", role=role)
 
     # -- down ---------------------------------------------------------------
