@@ -188,3 +188,25 @@ def test_garbage_between_peers_is_not_swallowed_by_the_fast_path() -> None:
 def test_line_breaking_values_rejected_explicitly(value: str) -> None:
     with pytest.raises(ValueError):
         encode_set("wg0", [("persistent_keepalive_interval", value)])
+
+
+def test_idle_peers_are_reused_from_the_previous_read_and_busy_ones_are_not() -> None:
+    first = fed(make_reply(50).decode(), 4096)
+    before = first.finish()
+    busier = make_reply(50).decode().replace("tx_bytes=7000\n", "tx_bytes=7777\n")
+    second = GetParser("wg0", first.seen)
+    second.feed(busier.encode())
+    after = second.finish()
+    assert after == _generic_get("wg0", busier)  # same answer as parsing afresh
+    assert after.peers[7].tx_bytes == 7777 and after.peers[7] is not before.peers[7]
+    assert all(after.peers[i] is before.peers[i] for i in range(50) if i != 7)
+    remembered = repr(list(second.seen))
+    assert not any(secret in remembered for secret in SECRETS)
+
+
+def test_the_client_remembers_only_the_last_read(tmp_path: Path) -> None:
+    client = UapiClient(tmp_path)
+    for peers in (30, 5):
+        with daemon(tmp_path, "wg0", make_reply(peers)):
+            assert len(client.get("wg0").peers) == peers
+    assert len(client._known["wg0"]) == 5

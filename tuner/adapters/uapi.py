@@ -14,7 +14,7 @@ import binascii
 import re
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,34 +105,44 @@ _PEER_BLOCK = re.compile(
 """One peer in wireguard-go's field order; lets a 10,000-peer reply parse in C-speed passes."""
 
 
-def _fast_peers(segment: str) -> list[Peer] | None:
+PeerBlock = tuple[str, str, str, str, str, str, str, str]
+"""One peer's captured fields (no secrets: the preshared key is not captured)."""
+
+
+def _fast_peers(
+    segment: str, known: Mapping[PeerBlock, Peer], seen: dict[PeerBlock, Peer]
+) -> list[Peer] | None:
     """Peers of whole peer blocks in wireguard-go's exact layout, or None (use the generic parser).
 
     Accepted only when every ``public_key=`` matched, every line is one ``key=value`` and
     no ``allowed_ip`` line was skipped; anything unusual (another implementation's order,
-    garbage) returns None.
+    garbage) returns None. A block identical to one in ``known`` (the previous read: an
+    idle peer) reuses that Peer; every block read is recorded in ``seen``.
     """
-    blocks = _PEER_BLOCK.findall(segment)
+    blocks: list[PeerBlock] = _PEER_BLOCK.findall(segment)
     if len(blocks) != segment.count("public_key="):
         return None
     if segment.count("=") != segment.count("\n"):
         return None
     if segment.count("allowed_ip=") != sum([b[7].count("\n") for b in blocks]):
         return None
-    b64 = base64.b64encode
-    fromhex = bytes.fromhex
-    return [
-        Peer(
-            b64(fromhex(key)).decode("ascii"),
-            endpoint or None,
-            tuple(allowed[11:-1].split("\nallowed_ip=")) if allowed else (),
-            int(sec) + int(nsec) / 1e9 if sec != "0" else 0.0,
-            int(rx),
-            int(tx),
-            int(keepalive),
-        )
-        for key, endpoint, sec, nsec, tx, rx, keepalive, allowed in blocks
-    ]
+    out: list[Peer] = []
+    for block in blocks:
+        peer = known.get(block)
+        if peer is None:
+            key, endpoint, sec, nsec, tx, rx, keepalive, allowed = block
+            peer = Peer(
+                base64.b64encode(bytes.fromhex(key)).decode("ascii"),
+                endpoint or None,
+                tuple(allowed[11:-1].split("\nallowed_ip=")) if allowed else (),
+                int(sec) + int(nsec) / 1e9 if sec != "0" else 0.0,
+                int(rx),
+                int(tx),
+                int(keepalive),
+            )
+        seen[block] = peer
+        out.append(peer)
+    return out
 
 
 class GetParser:
@@ -142,8 +152,10 @@ class GetParser:
     reply is not in wireguard-go's layout, ``finish`` parses the whole text generically.
     """
 
-    def __init__(self, ifname: str) -> None:
+    def __init__(self, ifname: str, known: Mapping[PeerBlock, Peer] | None = None) -> None:
         self.ifname = ifname
+        self.known: Mapping[PeerBlock, Peer] = known or {}
+        self.seen: dict[PeerBlock, Peer] = {}
         self._parts: list[str] = []
         self._pending = ""
         self._head: str | None = None
@@ -173,7 +185,7 @@ class GetParser:
 
     def _take(self, segment: str) -> None:
         try:
-            peers = _fast_peers(segment)
+            peers = _fast_peers(segment, self.known, self.seen)
         except ValueError:
             peers = None
         if peers is None:
@@ -303,6 +315,7 @@ class UapiClient:
     def __init__(self, socket_dir: Path, timeout: float = 2.0) -> None:
         self.socket_dir = socket_dir
         self.timeout = timeout
+        self._known: dict[str, dict[PeerBlock, Peer]] = {}
 
     def socket_path(self, ifname: str) -> Path:
         return self.socket_dir / f"{ifname}.sock"
@@ -311,9 +324,12 @@ class UapiClient:
         return self.socket_path(ifname).is_socket()
 
     def get(self, ifname: str) -> UapiDevice:
-        parser = GetParser(ifname)
+        parser = GetParser(ifname, self._known.pop(ifname, None))
         self._exchange(ifname, b"get=1\n\n", parser.feed)
-        return parser.finish()
+        device = parser.finish()
+        # Only the last read is remembered, so this holds at most one reply's peers.
+        self._known[ifname] = parser.seen
+        return device
 
     def set(self, ifname: str, items: Sequence[tuple[str, str]]) -> None:
         raw = self._request(ifname, encode_set(ifname, items))

@@ -8,11 +8,11 @@ probe) is None, and a condition on None is false.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tuner.model.probe import ProbeOutcome
-from tuner.model.rates import KEEPALIVE_BYTES, Rates, delta
+from tuner.model.rates import KEEPALIVE_BYTES, Rates, counter_deltas, delta
 from tuner.model.rates import rates as compute_rates
 from tuner.model.snapshot import Implementation, Peer, Snapshot, WgInterface
 
@@ -24,7 +24,16 @@ class Point:
     """One evaluation: a snapshot and the one before it, with rates computed on demand
     and peers indexed, so evaluating every peer of a 10,000-peer host stays linear."""
 
-    __slots__ = ("_index", "_prev_index", "_rates", "cur", "prev")
+    __slots__ = (
+        "_columns",
+        "_counters",
+        "_deltas",
+        "_index",
+        "_prev_index",
+        "_rates",
+        "cur",
+        "prev",
+    )
 
     def __init__(self, prev: Snapshot | None, cur: Snapshot, rates: Rates | None = None) -> None:
         self.prev = prev
@@ -32,6 +41,9 @@ class Point:
         self._rates = rates
         self._index: dict[tuple[str, str], Peer] | None = None
         self._prev_index: dict[tuple[str, str], Peer] | None = None
+        self._columns: dict[tuple[str, str], Sequence[float | None]] = {}
+        self._deltas: dict[str, list[tuple[int, int] | None]] = {}
+        self._counters: Mapping[str, Mapping[str, int]] | None = None
 
     @property
     def rates(self) -> Rates | None:
@@ -41,8 +53,20 @@ class Point:
 
     @property
     def interval(self) -> float | None:
-        r = self.rates
-        return r.interval if r and r.interval > 0 else None
+        if self.prev is None:
+            return None
+        interval = self.cur.monotonic - self.prev.monotonic
+        return interval if interval > 0 else None
+
+    @property
+    def counters(self) -> Mapping[str, Mapping[str, int]] | None:
+        """Host counter growth since the previous snapshot (no per-peer work)."""
+        if self._rates is not None:
+            return self._rates.counters
+        if self._counters is None and self.interval is not None:
+            assert self.prev is not None  # noqa: S101 - interval implies prev
+            self._counters = counter_deltas(self.prev, self.cur)
+        return self._counters
 
     @staticmethod
     def _build(snapshot: Snapshot) -> dict[tuple[str, str], Peer]:
@@ -60,8 +84,51 @@ class Point:
             self._prev_index = self._build(self.prev)
         return self._prev_index.get((interface, key))
 
+    def column(self, metric: str, iface: WgInterface) -> Sequence[float | None]:
+        """``metric`` for every peer of ``iface``, in ``iface.peers`` order (cached).
+
+        Equal to calling the metric peer by peer; metrics that have a column function
+        compute it in one pass, which is what keeps 10,000 peers cheap to screen.
+        """
+        cached = self._columns.get((metric, iface.name))
+        if cached is None:
+            m = CATALOGUE[metric]
+            if m.column is not None:
+                cached = m.column(self, iface)
+            elif m.peer is not None:
+                fn = m.peer
+                cached = [fn(self, iface, peer) for peer in iface.peers]
+            else:
+                cached = [value(metric, self, iface, None)] * len(iface.peers)
+            self._columns[(metric, iface.name)] = cached
+        return cached
+
+    def deltas(self, iface: WgInterface) -> list[tuple[int, int] | None]:
+        """(rx, tx) byte growth per peer of ``iface`` since the previous snapshot, in
+        ``iface.peers`` order; None for a peer that is new (or when there is no rate)."""
+        cached = self._deltas.get(iface.name)
+        if cached is None:
+            before = self.prev.interface(iface.name) if self.prev is not None else None
+            if before is None or self.cur.monotonic - self.prev.monotonic <= 0:  # type: ignore[union-attr]
+                cached = [None] * len(iface.peers)
+            else:
+                old = {p.public_key: p for p in before.peers}
+                # delta() inlined: this runs for every peer every cycle
+                cached = [
+                    None
+                    if (o := old.get(p.public_key)) is None
+                    else (
+                        p.rx_bytes - o.rx_bytes if p.rx_bytes >= o.rx_bytes else p.rx_bytes,
+                        p.tx_bytes - o.tx_bytes if p.tx_bytes >= o.tx_bytes else p.tx_bytes,
+                    )
+                    for p in iface.peers
+                ]
+            self._deltas[iface.name] = cached
+        return cached
+
 
 PeerFn = Callable[[Point, WgInterface, Peer], float | None]
+ColumnFn = Callable[[Point, WgInterface], Sequence[float | None]]
 IfaceFn = Callable[[Point, WgInterface], float | None]
 HostFn = Callable[[Point], float | None]
 
@@ -75,6 +142,8 @@ class Metric:
     peer: PeerFn | None = None
     iface: IfaceFn | None = None
     host: HostFn | None = None
+    column: ColumnFn | None = None
+    """Optional: the peer metric for all peers of an interface in one pass."""
 
 
 def _peer_rate(p: Point, i: WgInterface, peer: Peer) -> tuple[int, int] | None:
@@ -114,6 +183,46 @@ def endpoint_changed(p: Point, i: WgInterface, peer: Peer) -> float | None:
     return float(before.endpoint != peer.endpoint and before.endpoint is not None)
 
 
+def handshake_age_column(p: Point, i: WgInterface) -> list[float | None]:
+    now = p.cur.taken_at
+    return [
+        max(0.0, now - peer.latest_handshake) if peer.latest_handshake > 0 else NEVER
+        for peer in i.peers
+    ]
+
+
+def tx_without_rx_column(p: Point, i: WgInterface) -> list[float | None]:
+    return [None if d is None else float(d[1] > KEEPALIVE_BYTES and d[0] == 0) for d in p.deltas(i)]
+
+
+def demand_column(p: Point, i: WgInterface) -> list[float | None]:
+    return [None if d is None else float(d[0] > 0 or d[1] > 0) for d in p.deltas(i)]
+
+
+def endpoint_changed_column(p: Point, i: WgInterface) -> list[float | None]:
+    before = p.prev.interface(i.name) if p.prev is not None else None
+    if before is None:
+        return [None] * len(i.peers)
+    old = {peer.public_key: peer.endpoint for peer in before.peers}
+    missing = object()
+    return [
+        None
+        if (e := old.get(peer.public_key, missing)) is missing
+        else float(e != peer.endpoint and e is not None)
+        for peer in i.peers
+    ]
+
+
+def keepalive_column(p: Point, i: WgInterface) -> list[float | None]:
+    return [float(peer.persistent_keepalive) for peer in i.peers]
+
+
+def probe_unreachable_column(p: Point, i: WgInterface) -> list[float | None]:
+    if not p.cur.probes:
+        return [None] * len(i.peers)
+    return [probe_unreachable(p, i, peer) for peer in i.peers]
+
+
 def probe_mtu(p: Point, i: WgInterface, peer: Peer) -> float | None:
     probe = p.cur.probe_for(i.name, peer.public_key)
     if probe is None or probe.outcome is not ProbeOutcome.OK or probe.tunnel_mtu is None:
@@ -132,6 +241,8 @@ def probe_unreachable(p: Point, i: WgInterface, peer: Peer) -> float | None:
 
 
 def iface_min_probe(p: Point, i: WgInterface) -> float | None:
+    if not p.cur.probes:
+        return None
     values = [v for peer in i.peers if (v := probe_mtu(p, i, peer)) is not None]
     return min(values) if values else None
 
@@ -143,9 +254,10 @@ def iface_deficit(p: Point, i: WgInterface) -> float | None:
 
 def counter_rate(proto: str, name: str) -> HostFn:
     def fn(p: Point) -> float | None:
-        if p.rates is None or p.interval is None:
+        counters, interval = p.counters, p.interval
+        if counters is None or interval is None:
             return None
-        return p.rates.counters.get(proto, {}).get(name, 0) / p.interval
+        return counters.get(proto, {}).get(name, 0) / interval
 
     return fn
 
@@ -223,6 +335,7 @@ CATALOGUE: dict[str, Metric] = {
             "s",
             "seconds since the last handshake (1e9: never)",
             peer=handshake_age,
+            column=handshake_age_column,
         ),
         Metric(
             "peer.tx_without_rx",
@@ -230,8 +343,16 @@ CATALOGUE: dict[str, Metric] = {
             "bool",
             "1 when tx grew and rx did not",
             peer=tx_without_rx,
+            column=tx_without_rx_column,
         ),
-        Metric("peer.demand", "peer", "bool", "1 when tx or rx grew", peer=demand),
+        Metric(
+            "peer.demand",
+            "peer",
+            "bool",
+            "1 when tx or rx grew",
+            peer=demand,
+            column=demand_column,
+        ),
         Metric("peer.rx_rate", "peer", "B/s", "bytes received per second", peer=byte_rate(0)),
         Metric("peer.tx_rate", "peer", "B/s", "bytes sent per second", peer=byte_rate(1)),
         Metric(
@@ -240,6 +361,7 @@ CATALOGUE: dict[str, Metric] = {
             "bool",
             "1 when the endpoint changed",
             peer=endpoint_changed,
+            column=endpoint_changed_column,
         ),
         Metric(
             "peer.keepalive",
@@ -247,6 +369,7 @@ CATALOGUE: dict[str, Metric] = {
             "s",
             "persistent keepalive (0: off)",
             peer=lambda p, i, peer: float(peer.persistent_keepalive),
+            column=keepalive_column,
         ),
         Metric(
             "probe.tunnel_mtu",
@@ -268,6 +391,7 @@ CATALOGUE: dict[str, Metric] = {
             "bool",
             "1 when the probe found the peer down",
             peer=probe_unreachable,
+            column=probe_unreachable_column,
         ),
         Metric(
             "iface.mtu", "interface", "B", "interface MTU", iface=lambda p, i: float(i.link.mtu)

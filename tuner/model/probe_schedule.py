@@ -9,6 +9,7 @@ never all probed in one cycle.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ def due_probes(
         rates.counters.get(proto, {}).get(name, 0) > 0 for proto, name in PATH_COUNTERS
     )
     urgent: list[DueProbe] = []
-    sweep: list[tuple[float, DueProbe]] = []
+    sweep: list[tuple[float, str, str]] = []
     for iface in snapshot.interfaces:
         for peer in iface.peers:
             key = (iface.name, peer.public_key)
@@ -61,8 +62,8 @@ def due_probes(
             elif host_symptom and rate is not None and (rate.tx_delta or rate.rx_delta):
                 urgent.append(DueProbe(iface.name, peer.public_key, "path counters moving"))
             elif last is None or now - last >= schedule.sweep_interval:
-                sweep.append((last or 0.0, DueProbe(iface.name, peer.public_key, "sweep")))
-    sweep.sort(key=lambda item: item[0])
+                sweep.append((last or 0.0, iface.name, peer.public_key))
     chosen = urgent[: schedule.max_per_cycle]
-    chosen += [due for _, due in sweep[: schedule.max_per_cycle - len(chosen)]]
+    oldest = heapq.nsmallest(schedule.max_per_cycle - len(chosen), sweep, key=lambda s: s[0])
+    chosen += [DueProbe(name, key, "sweep") for _, name, key in oldest]
     return tuple(chosen)

@@ -59,9 +59,17 @@ def rates(prev: Snapshot, cur: Snapshot) -> Rates:
             old = before.get((iface.name, peer.public_key))
             if old is None:
                 continue
-            rx = delta(old.rx_bytes, peer.rx_bytes)
-            tx = delta(old.tx_bytes, peer.tx_bytes)
+            # delta() inlined: this runs for every peer every cycle
+            rx = peer.rx_bytes - old.rx_bytes if peer.rx_bytes >= old.rx_bytes else peer.rx_bytes
+            tx = peer.tx_bytes - old.tx_bytes if peer.tx_bytes >= old.tx_bytes else peer.tx_bytes
             peers[(iface.name, peer.public_key)] = PeerRate(rx / interval, tx / interval, rx, tx)
+    return Rates(
+        interval=interval, peers=MappingProxyType(peers), counters=counter_deltas(prev, cur)
+    )
+
+
+def counter_deltas(prev: Snapshot, cur: Snapshot) -> dict[str, Mapping[str, int]]:
+    """snmp/netstat growth between two snapshots: protocol -> counter -> delta."""
     counters: dict[str, Mapping[str, int]] = {}
     for table_prev, table_cur in (
         (prev.host.snmp, cur.host.snmp),
@@ -72,4 +80,4 @@ def rates(prev: Snapshot, cur: Snapshot) -> Rates:
             counters[proto] = MappingProxyType(
                 {k: delta(old_values.get(k, v), v) for k, v in values.items()}
             )
-    return Rates(interval=interval, peers=MappingProxyType(peers), counters=counters)
+    return counters

@@ -27,6 +27,10 @@ def endpoint_host(endpoint: str) -> str | None:
     return host.split("%", 1)[0]
 
 
+ENDPOINT_MEMO = 200_000
+"""Endpoint strings remembered with their host part (endpoints rarely change)."""
+
+
 class Observer:
     def __init__(
         self,
@@ -46,6 +50,7 @@ class Observer:
         self.wireguard = wireguard or WireGuardReader(self.uapi, link_exists=self._link_exists)
         self.clock = clock
         self.monotonic = monotonic
+        self._endpoint_hosts: dict[str, str] = {}
 
     def _link_exists(self, name: str) -> bool:
         return any(link.name == name for link in self.netlink.links())
@@ -62,28 +67,26 @@ class Observer:
         # Handshake ages are measured against the moment WireGuard was read.
         taken_at, monotonic = self.clock(), self.monotonic()
         by_index = {link.ifindex: link for link in links}
-        hosts = tuple(
-            sorted(
-                {
-                    h
-                    for iface in wg.interfaces
-                    for peer in iface.peers
-                    if peer.endpoint and (h := endpoint_host(peer.endpoint))
-                }
-            )
-        )
-        oifs = self.netlink.route_oifs(hosts)
+        memo = self._endpoint_hosts
+        if len(memo) > ENDPOINT_MEMO:
+            memo.clear()
+        iface_hosts: list[set[str]] = []
+        for iface in wg.interfaces:
+            found: set[str] = set()
+            for peer in iface.peers:
+                if peer.endpoint:
+                    h = memo.get(peer.endpoint)
+                    if h is None:
+                        h = memo[peer.endpoint] = endpoint_host(peer.endpoint) or ""
+                    if h:
+                        found.add(h)
+            iface_hosts.append(found)
+        oifs = self.netlink.route_oifs(tuple(sorted(set().union(*iface_hosts))))
         wg_ifaces: list[WgInterface] = []
         underlay_names: set[str] = set()
-        for iface in wg.interfaces:
+        for iface, found in zip(wg.interfaces, iface_hosts, strict=True):
             names = sorted(
-                {
-                    by_index[oifs[h]].name
-                    for peer in iface.peers
-                    if peer.endpoint
-                    and (h := endpoint_host(peer.endpoint)) in oifs
-                    and oifs[h] in by_index
-                }
+                {by_index[oifs[h]].name for h in found if h in oifs and oifs[h] in by_index}
             )
             underlay_names.update(names)
             wg_ifaces.append(replace(iface, underlays=tuple(names)))
