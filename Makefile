@@ -29,7 +29,7 @@ typecheck: venv
 	$(VENV)/bin/mypy
 
 pytest: deps venv
-	$(PY) -m pytest
+	@scripts/run-tests.sh
 
 test: lint typecheck pytest
 

@@ -2,7 +2,8 @@
 # Install the system packages wg-tuner's lab, demo and tests need (Debian 12, as root).
 # Idempotent: apt runs only when something is missing.
 set -euo pipefail
-pkgs=(wireguard-go wireguard-tools nftables iperf3 iproute2 procps util-linux iptables systemd)
+# prometheus: only for promtool (checks and unit-tests the alert rules); its service is not started.
+pkgs=(wireguard-go wireguard-tools nftables iperf3 iproute2 procps util-linux iptables systemd prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -85,7 +85,7 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--state-dir",
         type=Path,
         default=default(Path(os.environ.get("WG_TUNER_STATE_DIR", DEFAULT_STATE_DIR))),
-        help="state directory (env WG_TUNER_STATE_DIR; default %(default)s)",
+        help=f"state directory (env WG_TUNER_STATE_DIR; default {DEFAULT_STATE_DIR})",
     )
     parser.add_argument(
         "--policies",

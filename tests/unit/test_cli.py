@@ -77,3 +77,13 @@ def test_run_rejects_a_bad_metrics_address() -> None:
     proc = cli(["run", "--metrics-listen", "localhost:notaport"])
     assert proc.returncode == 1
     assert "--metrics-listen" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["status", "metrics", "validate", "plan", "apply", "run", "rollback", "history", "lab"],
+)
+def test_every_command_has_working_help(command: str) -> None:
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args([command, "--help"])
+    assert done.value.code == 0

@@ -135,6 +135,7 @@ class Daemon:
         return fresh
 
     def cycle(self, policies: Sequence[Policy]) -> None:
+        began = time.monotonic()
         prev = self._history[-1] if self._history else None
         snapshot = self.planner.observer.observe()
         if self.planner.prober is not None and needs_probes(policies):
@@ -195,6 +196,7 @@ class Daemon:
             started=len([o for o in started.outcomes if o.status == "applied"]),
             pending=self.state.pending,
             probes=len(snapshot.probes),
+            duration_ms=round((time.monotonic() - began) * 1000, 1),
         )
 
     def _remember(self, snapshot: Snapshot) -> None:

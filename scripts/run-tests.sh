@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test suite: the long soak run (a fault toggled for 10 minutes under the daemon)
+# runs in its own lab beside the main suite, so the whole takes about as long as the
+# longer of the two. Both must pass; pytest's exit 5 (nothing collected) is a failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+log=$(mktemp -t wg-tuner-soak.XXXXXX)
+"$PY" -m pytest -m soak -p no:cacheprovider -q "$@" >"$log" 2>&1 &
+soak=$!
+"$PY" -m pytest -m "not soak" "$@"
+main=$?
+echo "--- soak run (tests marked soak) ---"
+wait "$soak"
+soak_rc=$?
+cat "$log"
+rm -f "$log"
+echo "main suite exit $main, soak run exit $soak_rc"
+[ "$main" -eq 0 ] && [ "$soak_rc" -eq 0 ]
