@@ -6,6 +6,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 log=$(mktemp -t wg-tuner-soak.XXXXXX)
+figures=$(mktemp -d -t wg-tuner-figures.XXXXXX)
+export WG_TUNER_FIGURES="$figures"
 "$PY" -m pytest -m soak -p no:cacheprovider -q "$@" >"$log" 2>&1 &
 soak=$!
 "$PY" -m pytest -m "not soak" "$@"
@@ -16,4 +18,9 @@ soak_rc=$?
 cat "$log"
 rm -f "$log"
 echo "main suite exit $main, soak run exit $soak_rc"
-[ "$main" -eq 0 ] && [ "$soak_rc" -eq 0 ]
+[ "$main" -eq 0 ] && [ "$soak_rc" -eq 0 ] || { rm -rf "$figures"; exit 1; }
+# Only a wholly green run regenerates the figures (a partial run would drop rows).
+if [ $# -eq 0 ]; then
+  "$PY" -m tests.reliability "$figures" docs/reliability.md
+fi
+rm -rf "$figures"

@@ -8,11 +8,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from tests.reliability import Recorder
 from tuner.adapters.uapi import UapiClient
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,6 +28,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.privileged)
         if "lab" in parts:
             item.add_marker(pytest.mark.lab)
+
+
+RECORDER = Recorder()
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Record a measured figure for docs/reliability.md (kept only if the test passes)."""
+
+    def record(section: str, claim: str, value: object, unit: str = "") -> None:
+        RECORDER.add(request.node.nodeid, section, claim, value, unit)
+
+    return record
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        RECORDER.outcome(report.nodeid, report.passed)
+    elif report.when == "teardown" and not report.passed:
+        RECORDER.passed = [f for f in RECORDER.passed if f.test != report.nodeid]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    directory = os.environ.get("WG_TUNER_FIGURES")
+    if directory:
+        RECORDER.write(Path(directory))
 
 
 def require_privileges() -> None:

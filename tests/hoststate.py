@@ -33,3 +33,17 @@ def capture(netns: str, wg_ifname: str | None = None) -> dict[str, Any]:
         # secrets and moving counters aside: keys, port, fwmark, endpoint, allowed IPs, keepalive
         state["wg"] = [rows[0][1:]] + [[r[0], r[2], r[3], r[7]] for r in rows[1:]] if rows else []
     return state
+
+
+def residual(before: dict[str, Any], after: dict[str, Any]) -> int:
+    """How many settings differ: links, nft ruleset, each sysctl, WireGuard rows."""
+    count = 0
+    for key in before.keys() | after.keys():
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            count += sum(old.get(k) != new.get(k) for k in old.keys() | new.keys())
+        elif isinstance(old, list) and isinstance(new, list):
+            count += sum(a != b for a, b in zip(old, new, strict=False)) + abs(len(old) - len(new))
+        else:
+            count += old != new
+    return count

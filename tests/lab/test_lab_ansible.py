@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, WG_TUNER
+from tests.helpers.labkeys import lab_secrets
 from tests.hoststate import capture
+from tests.reliability import FigureFn
 from tuner.lab.lab import Lab
 
 BIN = Path(sys.executable).parent
@@ -79,7 +81,9 @@ def blackhole(lab: Lab):  # type: ignore[no-untyped-def]
         )
 
 
-def test_check_diff_then_apply_then_nothing(blackhole: Lab, tmp_path: Path) -> None:
+def test_check_diff_then_apply_then_nothing(
+    blackhole: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
     lab = blackhole
     a = lab.topo.a
     before = capture(a.netns, a.wg)
@@ -97,7 +101,32 @@ def test_check_diff_then_apply_then_nothing(blackhole: Lab, tmp_path: Path) -> N
     again = playbook(lab, tmp_path)
     assert again.returncode == 0
     assert recap(again.stdout)["changed"] == 0
-    subprocess.run([WG_TUNER, "rollback", "--all", "--state-dir", str(tmp_path)], check=False)
+    keys = lab_secrets(lab)
+    results = "\n".join(p.stdout + p.stderr for p in (check, real, again))
+    leaked = [k for k in keys if k in results]
+    figure(
+        "Security",
+        f"{len(keys)} lab keys searched in Ansible results (check/diff, apply, rerun) -> matches",
+        len(leaked),
+    )
+    assert leaked == []
+    undo = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            a.netns,
+            WG_TUNER,
+            "rollback",
+            "--all",
+            "--state-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert undo.returncode == 0, undo.stderr
 
 
 def test_module_result_is_json_with_changes(blackhole: Lab, tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import WG_TUNER, cli
-from tests.hoststate import capture
+from tests.hoststate import capture, residual
+from tests.reliability import FigureFn
 from tuner.lab.lab import Lab
 
 FAST = [
@@ -142,7 +143,9 @@ def test_apply_fixes_the_blackhole_and_is_idempotent(blackhole: Lab, tmp_path: P
     assert undo.returncode == 0 and mtu(lab) == 1420
 
 
-def test_failed_verification_rolls_back_exactly(blackhole: Lab, tmp_path: Path) -> None:
+def test_failed_verification_rolls_back_exactly(
+    blackhole: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
     lab = blackhole
     a = lab.topo.a
     before = capture(a.netns, a.wg)
@@ -156,12 +159,21 @@ def test_failed_verification_rolls_back_exactly(blackhole: Lab, tmp_path: Path) 
     data = json.loads(out)
     (rolled,) = data["rolled_back"]
     assert rolled["status"] == "reverted" and "verification failed" in rolled["reason"]
-    assert capture(a.netns, a.wg) == before  # links, WireGuard, nft, sysctls
+    after = capture(a.netns, a.wg)
+    figure(
+        "Rollback and crash safety",
+        "verification fails (tunnel cut in the window) -> settings differing after rollback "
+        "(links, WireGuard, nft, sysctls)",
+        residual(before, after),
+    )
+    assert after == before  # links, WireGuard, nft, sysctls
     assert journal_states(tmp_path)[-1] == "reverted"
 
 
 @pytest.mark.parametrize("step", ["intended", "applied", "verifying"])
-def test_kill_9_at_every_journal_step_converges(blackhole: Lab, tmp_path: Path, step: str) -> None:
+def test_kill_9_at_every_journal_step_converges(
+    blackhole: Lab, tmp_path: Path, step: str, figure: FigureFn
+) -> None:
     lab = blackhole
     a = lab.topo.a
     before = capture(a.netns, a.wg)
@@ -170,14 +182,21 @@ def test_kill_9_at_every_journal_step_converges(blackhole: Lab, tmp_path: Path, 
     assert journal_states(tmp_path)[-1] == ("applied" if step == "verifying" else step)
     recovered = cli(["rollback", "--state-dir", str(tmp_path), "--format", "json"], netns=a.netns)
     assert recovered.returncode == 0, recovered.stderr
-    assert capture(a.netns, a.wg) == before  # reverted, never half
+    left = residual(before, capture(a.netns, a.wg))
+    assert left == 0  # reverted, never half
     assert journal_states(tmp_path)[-1] == "reverted"
     # and the next apply starts clean and fixes it for real
     final = apply(lab, tmp_path)
     assert final.returncode == 0 and mtu(lab) == 1340
+    figure(
+        "Rollback and crash safety",
+        f"kill -9 after the '{step}' journal record -> settings differing after recovery; "
+        "next apply",
+        f"{left} differing; fixed (MTU {mtu(lab)})",
+    )
 
 
-def test_kill_9_during_a_revert_converges(blackhole: Lab, tmp_path: Path) -> None:
+def test_kill_9_during_a_revert_converges(blackhole: Lab, tmp_path: Path, figure: FigureFn) -> None:
     lab = blackhole
     a = lab.topo.a
     before = capture(a.netns, a.wg)
@@ -192,5 +211,11 @@ def test_kill_9_during_a_revert_converges(blackhole: Lab, tmp_path: Path) -> Non
     recovered = cli(["rollback", "--state-dir", str(tmp_path), "--format", "json"], netns=a.netns)
     data = json.loads(recovered.stdout)
     assert [r["status"] for r in data["rolled_back"]] == ["reverted"]
-    assert capture(a.netns, a.wg) == before
+    left = residual(before, capture(a.netns, a.wg))
+    figure(
+        "Rollback and crash safety",
+        "kill -9 in the middle of a revert -> settings differing after recovery",
+        left,
+    )
+    assert left == 0
     assert journal_states(tmp_path)[-1] == "reverted"

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, WG_TUNER
+from tests.reliability import FigureFn
 from tuner.lab.lab import Lab
 
 FAST = ["--settle", "1", "--verify-window", "4", "--grace", "3", "--probe-timeout", "0.3"]
@@ -93,7 +94,9 @@ def every_line_is_json(d: Daemon) -> None:
         json.loads(line)
 
 
-def test_healthy_tunnel_stays_untouched_for_a_minute(lab: Lab, tmp_path: Path) -> None:
+def test_healthy_tunnel_stays_untouched_for_a_minute(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
     with daemon(lab, tmp_path, "--mode", "enforce", "--metrics-listen", "", *FAST) as d:
         end = time.monotonic() + 60
         while time.monotonic() < end:
@@ -104,9 +107,16 @@ def test_healthy_tunnel_stays_untouched_for_a_minute(lab: Lab, tmp_path: Path) -
     assert all(e["duration_ms"] > 0 for e in d.named("cycle.done"))
     assert d.named("change.applied") == [] and d.journal() == []
     every_line_is_json(d)
+    figure(
+        "Daemon",
+        "healthy tunnel, 60 s of enforce mode with traffic -> changes made",
+        f"0 in {len(d.named('cycle.done'))} cycles",
+    )
 
 
-def test_blackhole_while_running_is_fixed_and_verified(lab: Lab, tmp_path: Path) -> None:
+def test_blackhole_while_running_is_fixed_and_verified(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
     with daemon(lab, tmp_path, "--mode", "enforce", "--metrics-listen", "", *FAST) as d:
         d.wait_for(lambda: len(d.named("cycle.done")) >= 2, 30, "two cycles")
         lab.fault("mtu-blackhole", True, mtu=1400)
@@ -128,9 +138,17 @@ def test_blackhole_while_running_is_fixed_and_verified(lab: Lab, tmp_path: Path)
     assert cycles <= 6, cycles
     assert bulk["ok"] and bulk["bytes"] > 1_000_000, bulk
     every_line_is_json(d)
+    figure(
+        "Remediation",
+        "blackhole (path 1400) switched on under a running daemon -> cycles to a verified "
+        "fix; bulk TCP afterwards",
+        f"{cycles} cycles; {bulk['bytes'] * 8 / 2.0 / 1e6:.0f} Mbit/s",
+    )
 
 
-def test_sigterm_during_verification_leaves_nothing_unverified(lab: Lab, tmp_path: Path) -> None:
+def test_sigterm_during_verification_leaves_nothing_unverified(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
     args = [
         "--mode",
         "enforce",
@@ -160,6 +178,11 @@ def test_sigterm_during_verification_leaves_nothing_unverified(lab: Lab, tmp_pat
     for record in d.journal():
         final[record["change"]] = record["state"]
     assert final and set(final.values()) <= {"verified", "reverted"}, final
+    figure(
+        "Daemon",
+        "SIGTERM inside a 60 s verification window -> changes left unverified",
+        sum(v not in ("verified", "reverted") for v in final.values()),
+    )
     assert d.named("daemon.stopped")
 
 
@@ -240,7 +263,9 @@ def listeners(lab: Lab, port: int) -> list[str]:
 _ = (os, urllib)
 
 
-def test_nat_timeout_gets_a_keepalive_on_the_natted_peer_only(lab: Lab, tmp_path: Path) -> None:
+def test_nat_timeout_gets_a_keepalive_on_the_natted_peer_only(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
     """b talks to a, which sits behind a NAT that forgets mappings after 30 s."""
     a, b = lab.topo.a, lab.topo.b
 
@@ -293,9 +318,15 @@ def test_nat_timeout_gets_a_keepalive_on_the_natted_peer_only(lab: Lab, tmp_path
     (applied,) = d.named("change.applied")
     assert applied["policy"] == "nat-keepalive-churn" and applied["after"] == "25"
     assert far_side["ok"] and far_side["bytes"] > 1_000_000, far_side
+    figure(
+        "Remediation",
+        "NAT forgetting mappings after 30 s -> keepalive set (a's entry, b's entry); "
+        "far-side bulk after 40 s idle",
+        f"0, 25; {far_side['bytes'] * 8 / 2.0 / 1e6:.0f} Mbit/s",
+    )
 
 
-def test_down_peer_gives_findings_and_no_tuning(lab: Lab, tmp_path: Path) -> None:
+def test_down_peer_gives_findings_and_no_tuning(lab: Lab, tmp_path: Path, figure: FigureFn) -> None:
     with daemon(lab, tmp_path, "--mode", "enforce", "--metrics-listen", "", *FAST) as d:
         d.wait_for(lambda: len(d.named("cycle.done")) >= 2, 30, "two cycles")  # probed once
         lab.fault("down", True)
@@ -311,11 +342,16 @@ def test_down_peer_gives_findings_and_no_tuning(lab: Lab, tmp_path: Path) -> Non
     assert findings, "a down peer in demand must be reported"
     assert d.named("change.applied") == [] and d.journal() == []
     every_line_is_json(d)
+    figure(
+        "Remediation",
+        "hard-down peer under demand for 40 s -> cycles with findings; changes made",
+        f"{len(findings)}; 0",
+    )
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(1200)
-def test_toggling_a_fault_causes_no_oscillation(lab: Lab, tmp_path: Path) -> None:
+def test_toggling_a_fault_causes_no_oscillation(lab: Lab, tmp_path: Path, figure: FigureFn) -> None:
     """The blackhole goes on and off every 20 s for 10 minutes (the soak run beside the
     main suite); the MTU is lowered once and stays."""
     duration = float(os.environ.get("WG_TUNER_TOGGLE_SECONDS", "600"))
@@ -342,9 +378,16 @@ def test_toggling_a_fault_causes_no_oscillation(lab: Lab, tmp_path: Path) -> Non
     assert states.count("applied") == 1, states
     assert "reverted" not in states
     assert len(d.named("cycle.done")) >= duration / 2 - 5
+    figure(
+        "Daemon",
+        f"blackhole toggled every 20 s for {duration / 60:g} min -> changes applied; reverted",
+        f"{states.count('applied')}; {states.count('reverted')}",
+    )
 
 
-def test_interfaces_that_come_and_go_do_not_break_the_loop(lab: Lab, tmp_path: Path) -> None:
+def test_interfaces_that_come_and_go_do_not_break_the_loop(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
     extra = f"{lab.topo.prefix}-x"
     env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
     with daemon(lab, tmp_path, "--mode", "enforce", "--metrics-listen", "", *FAST) as d:
@@ -369,11 +412,14 @@ def test_interfaces_that_come_and_go_do_not_break_the_loop(lab: Lab, tmp_path: P
         assert d.named("cycle.done")[-1]["interfaces"] == 1
         assert d.stop() == 0
     assert d.named("cycle.failed") == []
+    figure("Daemon", "a WireGuard interface appears and disappears -> failed cycles", 0)
     assert d.named("change.applied") == []
     every_line_is_json(d)
 
 
-def test_peer_restart_during_the_window_is_no_false_rollback(lab: Lab, tmp_path: Path) -> None:
+def test_peer_restart_during_the_window_is_no_false_rollback(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
     args = [
         "--mode",
         "enforce",
@@ -400,4 +446,9 @@ def test_peer_restart_during_the_window_is_no_false_rollback(lab: Lab, tmp_path:
     finally:
         lab.fault("mtu-blackhole", False)
     assert [r["state"] for r in d.journal()] == ["intended", "applied", "verified"]
+    figure(
+        "Verification noise",
+        "far side's wireguard-go restarted inside the verification window -> false rollbacks",
+        0,
+    )
     assert lab.traffic(1.0)["ok"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 from typing import Any
 
-from tests.conftest import cli
+from tests.conftest import WG_TUNER, cli
+from tests.helpers.labkeys import lab_secrets
+from tests.reliability import FigureFn
 from tuner.lab.lab import Lab
 
 
@@ -19,19 +20,6 @@ def wg_dump(netns: str, ifname: str) -> list[list[str]]:
         check=True,
     ).stdout
     return [line.split("\t") for line in out.splitlines()]
-
-
-def secrets_of(lab: Lab) -> list[str]:
-    """Every private and preshared key of the lab, hex and base64, read from the daemons."""
-    found: list[str] = []
-    for host in (lab.topo.a, lab.topo.b):
-        raw = lab.uapi._request(host.wg, b"get=1\n\n").decode()
-        for line in raw.splitlines():
-            key, _, value = line.partition("=")
-            if key in ("private_key", "preshared_key") and value.strip("0"):
-                found += [value, base64.b64encode(bytes.fromhex(value)).decode()]
-    assert len(found) >= 6  # 2 private + 2 preshared (same psk twice), both encodings
-    return found
 
 
 def status_json(lab: Lab, role: str = "a") -> dict[str, Any]:
@@ -94,10 +82,39 @@ def test_interfaces_of_other_namespaces_are_never_listed(lab: Lab) -> None:
     assert lab.topo.a.wg not in router.stdout and lab.topo.b.wg not in router.stdout
 
 
-def test_no_secret_in_any_output(lab: Lab, tmp_path: Any) -> None:
-    keys = secrets_of(lab)
+def test_no_secret_in_any_output(lab: Lab, tmp_path: Any, figure: FigureFn) -> None:
+    keys = lab_secrets(lab)
     netns = lab.topo.a.netns
     outputs = []
+    state = ["--state-dir", str(tmp_path / "state")]
+    lab.fault("mtu-blackhole", True, mtu=1400)  # so plan, apply and the journal have content
+    try:
+        for args in (
+            ["plan", "--format", "json", "--sample", "0.3", "--probe-timeout", "0.3", *state],
+            ["plan", "--sample", "0.3", "--probe-timeout", "0.3", *state],
+            ["apply", "--format", "json", "--verify-window", "3", "--settle", "1", *state],
+            ["history", "--format", "json", *state],
+            ["rollback", "--all", "--format", "json", *state],
+        ):
+            proc = cli([*args, "--log-format", "json"], netns=netns)
+            outputs += [proc.stdout, proc.stderr]
+        daemon = subprocess.run(  # a few enforce cycles, then SIGTERM
+            [
+                *("ip", "netns", "exec", netns, "timeout", "-s", "TERM", "12", WG_TUNER, "run"),
+                *("--interval", "1", "--mode", "enforce", "--metrics-listen", ""),
+                *("--settle", "1", "--verify-window", "3", "--probe-timeout", "0.3"),
+                *("--textfile", str(tmp_path / "run.prom"), *state, "--log-format", "json"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        outputs += [daemon.stdout, daemon.stderr, (tmp_path / "run.prom").read_text()]
+    finally:
+        lab.fault("mtu-blackhole", False)
+        subprocess.run(["ip", "-n", netns, "link", "set", lab.topo.a.wg, "mtu", "1420"], check=True)
+    outputs.append((tmp_path / "state" / "journal.jsonl").read_text())
     for args in (
         ["status", "--sample", "0.2"],
         ["status", "--format", "json", "--sample", "0.2"],
@@ -120,7 +137,15 @@ def test_no_secret_in_any_output(lab: Lab, tmp_path: Any) -> None:
     outputs.append(lab.record_path.read_text())
     blob = "\n".join(outputs)
     assert lab.topo.a.wg in blob  # the outputs are about this interface...
+    assert '"state": "verified"' in blob and "cycle.done" in blob  # ...apply and run ran...
     leaked = [k for k in keys if k in blob]
+    figure(
+        "Security",
+        f"{len(keys)} private and preshared keys (hex and base64) searched in status, "
+        f"metrics, plan, apply, history, rollback, daemon logs, textfiles, journal "
+        f"({len(blob) // 1024} KiB) -> matches",
+        len(leaked),
+    )
     assert leaked == []  # ...and carry none of its keys
 
 

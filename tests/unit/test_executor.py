@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.conftest import REPO
+from tests.reliability import FigureFn
 from tuner.actuators.base import HealthCheck, Target
 from tuner.core.guards import ADMIT, Decision
 from tuner.core.plan import Plan, ProposedChange
@@ -142,7 +143,9 @@ def test_all_verified(tmp_path: Path) -> None:
     assert all(v == "2" for v in act.values.values())
 
 
-def test_partial_failure_undoes_earlier_changes_in_reverse(tmp_path: Path) -> None:
+def test_partial_failure_undoes_earlier_changes_in_reverse(
+    tmp_path: Path, figure: FigureFn
+) -> None:
     ex, act, _ = executor(tmp_path)
     act.fail_apply.add(TARGETS[2])
     result = ex.apply(plan(), [POLICY], [SNAP, SNAP])
@@ -150,6 +153,11 @@ def test_partial_failure_undoes_earlier_changes_in_reverse(tmp_path: Path) -> No
     reverts = [t for op, t, _ in act.log if op == "revert"]
     assert reverts == [TARGETS[2], TARGETS[1], TARGETS[0]]
     assert all(v == "1" for v in act.values.values())
+    figure(
+        "Rollback and crash safety",
+        "third of three changes fails to apply -> undo order; values left changed",
+        f"{' then '.join(str(t) for t in reverts)}; {sum(v != '1' for v in act.values.values())}",
+    )
     assert ("intended", "c-2") in states(ex) and ("applied", "c-2") not in states(ex)
 
 
@@ -188,7 +196,7 @@ def test_recovery_reverts_what_a_crash_left_open(tmp_path: Path) -> None:
     assert ex.recover() == []  # converged: nothing left open
 
 
-def test_full_disk_applies_nothing(tmp_path: Path) -> None:
+def test_full_disk_applies_nothing(tmp_path: Path, figure: FigureFn) -> None:
     ex, act, _ = executor(tmp_path)
 
     def full(fd: int) -> None:
@@ -198,6 +206,9 @@ def test_full_disk_applies_nothing(tmp_path: Path) -> None:
     with pytest.raises(JournalError):
         ex.apply(plan(1), [POLICY], [SNAP, SNAP])
     assert act.log == [] and all(v == "1" for v in act.values.values())
+    figure(
+        "Journal and state", "full disk (ENOSPC on the journal) -> changes applied", len(act.log)
+    )
 
 
 def test_rollback_all_restores_pre_wg_tuner_values(tmp_path: Path) -> None:
@@ -243,7 +254,7 @@ def test_held_changes_are_not_applied(tmp_path: Path) -> None:
     assert act.log == []
 
 
-def test_a_hundred_racing_starts_never_overlap(tmp_path: Path) -> None:
+def test_a_hundred_racing_starts_never_overlap(tmp_path: Path, figure: FigureFn) -> None:
     log = tmp_path / "log"
     procs = [
         subprocess.Popen(
@@ -256,8 +267,12 @@ def test_a_hundred_racing_starts_never_overlap(tmp_path: Path) -> None:
     assert codes == [0] * 100
     lines = log.read_text().splitlines()
     assert len(lines) == 200
-    for enter, leave in zip(lines[::2], lines[1::2], strict=True):
-        assert enter.startswith("enter") and leave == "exit" + enter[5:]
+    overlaps = sum(
+        not (enter.startswith("enter") and leave == "exit" + enter[5:])
+        for enter, leave in zip(lines[::2], lines[1::2], strict=True)
+    )
+    figure("Concurrency", "100 racing starts -> times two were inside apply at once", overlaps)
+    assert overlaps == 0
 
 
 def test_lock_busy_is_a_clear_error(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability import FigureFn
 from tuner.errors import JournalError
 from tuner.journal.journal import APPLIED, INTENDED, VERIFIED, Journal, fold
 from tuner.model.target import Target
@@ -35,10 +36,15 @@ def test_round_trip_and_fold(tmp_path: Path) -> None:
     assert stat.S_IMODE(j.state_dir.stat().st_mode) == 0o700
 
 
-def test_torn_last_record_at_every_byte_offset_is_ignored(tmp_path: Path) -> None:
+def test_torn_last_record_at_every_byte_offset_is_ignored(tmp_path: Path, figure: FigureFn) -> None:
     j = filled(tmp_path)
     data = j.path.read_bytes()
     last_start = data.rstrip(b"\n").rfind(b"\n") + 1
+    figure(
+        "Journal and state",
+        "journal torn at every byte offset of its last record -> torn records acted on",
+        f"0 of {len(data) - 1 - last_start} cuts",
+    )
     for cut in range(last_start, len(data) - 1):
         j.path.write_bytes(data[:cut])
         result = Journal(j.state_dir).read()
@@ -51,7 +57,7 @@ def test_torn_last_record_at_every_byte_offset_is_ignored(tmp_path: Path) -> Non
         assert states == [INTENDED, APPLIED, VERIFIED], cut
 
 
-def test_corrupt_record_is_never_acted_on(tmp_path: Path) -> None:
+def test_corrupt_record_is_never_acted_on(tmp_path: Path, figure: FigureFn) -> None:
     j = filled(tmp_path)
     lines = j.path.read_text().splitlines()
     lines[1] = lines[1].replace('"1340"', '"1280"')  # checksum no longer matches
@@ -59,9 +65,14 @@ def test_corrupt_record_is_never_acted_on(tmp_path: Path) -> None:
     result = Journal(j.state_dir).read()
     assert result.skipped == (2,)
     assert all(r.desired == "1340" for r in result.records)
+    figure(
+        "Journal and state",
+        "a record altered on disk (checksum mismatch) -> records acted on",
+        sum(r.desired == "1280" for r in result.records),
+    )
 
 
-def test_symlink_at_the_journal_path_is_refused(tmp_path: Path) -> None:
+def test_symlink_at_the_journal_path_is_refused(tmp_path: Path, figure: FigureFn) -> None:
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     target = tmp_path / "elsewhere"
@@ -73,6 +84,7 @@ def test_symlink_at_the_journal_path_is_refused(tmp_path: Path) -> None:
     with pytest.raises(JournalError):
         j.append(INTENDED, "c1", target=T)
     assert target.read_text() == ""
+    figure("Security", "symlink planted at the journal path -> bytes written through it", 0)
 
 
 def test_symlinked_state_dir_is_refused(tmp_path: Path) -> None:
@@ -83,7 +95,7 @@ def test_symlinked_state_dir_is_refused(tmp_path: Path) -> None:
         Journal(tmp_path / "state").append(INTENDED, "c1", target=T)
 
 
-def test_full_disk_raises_and_leaves_no_record(tmp_path: Path) -> None:
+def test_full_disk_raises_and_leaves_no_record(tmp_path: Path, figure: FigureFn) -> None:
     def enospc(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 

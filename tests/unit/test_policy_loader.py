@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import REPO, cli
+from tests.reliability import FigureFn
 from tuner.errors import PolicyError
 from tuner.model.policy import ActionKind, Scope
 from tuner.policy.loader import MAX_FILE_BYTES, load, load_or_raise, load_text
@@ -97,17 +99,26 @@ def test_every_error_reported_at_once(tmp_path: Path) -> None:
         ("- just\n- a list\n", "must be a mapping"),
     ],
 )
-def test_hostile_yaml_rejected(text: str, message: str) -> None:
+def test_hostile_yaml_rejected(text: str, message: str, figure: FigureFn) -> None:
     issues = issues_of(text)
     assert issues and message in issues[0]
+    figure("Security", f"hostile YAML ({message}) -> rejected with", issues[0].split(": ", 1)[-1])
 
 
-def test_billion_laughs_rejected_quickly() -> None:
+def test_billion_laughs_rejected_quickly(figure: FigureFn) -> None:
     bomb = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
         f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
         for p, c in zip("abcdefgh", "bcdefghi", strict=True)
     )
-    assert "anchors and aliases" in issues_of(bomb)[0]
+    tracemalloc.start()
+    try:
+        issues = issues_of(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "anchors and aliases" in issues[0]
+    assert peak < 20 * 2**20
+    figure("Security", "YAML bomb (9^9 aliases) -> rejected; peak memory", peak / 2**20, "MiB")
 
 
 @pytest.mark.parametrize(
@@ -142,7 +153,7 @@ def test_sysctl_outside_allowlist_is_an_error() -> None:
     assert "not on the allowlist" in issues_of(text)[0]
 
 
-def test_world_writable_and_symlinked_files_refused(tmp_path: Path) -> None:
+def test_world_writable_and_symlinked_files_refused(tmp_path: Path, figure: FigureFn) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD)
     bad.chmod(0o666)
@@ -152,13 +163,23 @@ def test_world_writable_and_symlinked_files_refused(tmp_path: Path) -> None:
     link.symlink_to(SHIPPED / "tcp-mss.yaml")
     _, issues = load([link])
     assert issues and "cannot open" in str(issues[0])
+    figure("Security", "world-writable or symlinked policy file -> policies loaded from it", 0)
 
 
-def test_huge_file_refused(tmp_path: Path) -> None:
+def test_huge_file_refused(tmp_path: Path, figure: FigureFn) -> None:
     big = tmp_path / "big.yaml"
-    big.write_text("# " + "x" * MAX_FILE_BYTES + "\n")
-    _, issues = load([big])
+    with big.open("w") as fh:
+        fh.write("# " + "x" * MAX_FILE_BYTES + "\n")
+        fh.truncate(64 * 2**20)  # 64 MiB: memory must not follow the file's size
+    tracemalloc.start()
+    try:
+        _, issues = load([big])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert "larger than" in str(issues[0])
+    assert peak < 2 * MAX_FILE_BYTES
+    figure("Security", "64 MiB policy file -> rejected; peak memory", peak / 2**20, "MiB")
 
 
 def test_duplicate_names_across_files(tmp_path: Path) -> None:
