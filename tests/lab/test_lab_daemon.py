@@ -130,6 +130,20 @@ def test_blackhole_while_running_is_fixed_and_verified(
             cycles = len(d.named("cycle.done")) - onset
             stalled.join()
             bulk = lab.traffic(2.0)
+            # an operator sets another MTU by hand: drift, and hands off (onDrift: hold)
+            a = lab.topo.a
+            subprocess.run(["ip", "-n", a.netns, "link", "set", a.wg, "mtu", "1380"], check=True)
+            changed_at = len(d.named("cycle.done"))
+            d.wait_for(lambda: bool(d.named("drift.detected")), 20, "the drift to be seen")
+            drift_cycles = len(d.named("cycle.done")) - changed_at
+            stalled = threading.Thread(target=lab.traffic, args=(8.0,))
+            stalled.start()  # 1380 is too big for the path: traffic stalls, probes run
+            d.wait_for(
+                lambda: any(e.get("guard") == "drift" for e in d.named("guard.held")),
+                30,
+                "the policy to keep its hands off",
+            )
+            stalled.join()
         finally:
             lab.fault("mtu-blackhole", False)
         assert d.stop() == 0
@@ -137,7 +151,17 @@ def test_blackhole_while_running_is_fixed_and_verified(
     assert applied["after"] == "1340"
     assert cycles <= 6, cycles
     assert bulk["ok"] and bulk["bytes"] > 1_000_000, bulk
+    (drift,) = d.named("drift.detected")
+    assert (drift["ours"], drift["now"]) == ("1340", "1380")
+    assert drift_cycles <= 1, drift_cycles
+    assert [r["state"] for r in d.journal()][-1] == "drifted"
     every_line_is_json(d)
+    figure(
+        "Drift and contention",
+        "MTU set by hand after wg-tuner's verified fix (daemon, onDrift: hold) -> cycles to "
+        "detect; wg-tuner writes afterwards",
+        f"{drift_cycles}; 0",
+    )
     figure(
         "Remediation",
         "blackhole (path 1400) switched on under a running daemon -> cycles to a verified "

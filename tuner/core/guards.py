@@ -14,7 +14,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from tuner.model.policy import Policy
+from tuner.model.policy import OnDrift, Policy
 from tuner.model.target import Target
 
 
@@ -63,6 +63,10 @@ class PlanContext:
     """Values that failed verification on a target: not tried again."""
     blocked: Mapping[Target, str] = field(default_factory=_empty)
     """Targets an actuator says cannot be changed here, with the reason."""
+    released: Mapping[Target, str] = field(default_factory=_empty)
+    """Targets someone else changed after wg-tuner verified them: the value they set."""
+    contested: Mapping[Target, float] = field(default_factory=_empty)
+    """Targets changed by someone else again and again: hands off until this time."""
     max_unverified: int = 3
 
 
@@ -152,6 +156,25 @@ def drift(c: Candidate, ctx: PlanContext) -> Verdict | None:
             "drift",
             f"changed outside wg-tuner (it set {owned}, now {c.before}): hands off",
         )
+    theirs = ctx.released.get(c.target)
+    if theirs is not None and theirs == c.before and c.policy.guards.on_drift is OnDrift.HOLD:
+        return Verdict(
+            Decision.HOLD,
+            "drift",
+            f"someone else set {theirs} here after wg-tuner: hands off (onDrift: hold)",
+        )
+    return None
+
+
+def contested(c: Candidate, ctx: PlanContext) -> Verdict | None:
+    until = ctx.contested.get(c.target)
+    if until is not None and ctx.now < until:
+        return Verdict(
+            Decision.HOLD,
+            "contested",
+            f"another writer keeps changing {c.target}: backing off until {_clock(until)}",
+            until,
+        )
     return None
 
 
@@ -222,6 +245,7 @@ GUARDS: tuple[Guard, ...] = (
     revertible,
     frozen,
     maintenance,
+    contested,
     drift,
     failed_before,
     cooldown,

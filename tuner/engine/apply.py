@@ -38,6 +38,7 @@ class ApplyReport:
     changes: list[Outcome] = field(default_factory=list)
     rolled_back: list[Outcome] = field(default_factory=list)
     recovered: list[Outcome] = field(default_factory=list)
+    drifted: list[Outcome] = field(default_factory=list)
     held: list[dict[str, Any]] = field(default_factory=list)
     journal_skipped: tuple[int, ...] = ()
     plans: list[Plan] = field(default_factory=list)
@@ -66,6 +67,7 @@ class ApplyReport:
             "changes": [o.data() for o in self.changes] + self.held,
             "rolled_back": [o.data() for o in self.rolled_back],
             "recovered": [o.data() for o in self.recovered],
+            "drifted": [o.data() for o in self.drifted],
             "diff": {
                 "before": {_key(o): o.before for o in kept},
                 "after": {_key(o): o.after for o in kept},
@@ -90,6 +92,7 @@ def run_apply(
     if report.journal_skipped:
         log.warning("journal.corrupt_lines", lines=list(report.journal_skipped))
     report.recovered = executor.recover()
+    report.drifted = executor.detect_drift()
     cooldowns = {p.name: p.guards.cooldown for p in policies}
     for _ in range(rounds):
         records = journal.read().records

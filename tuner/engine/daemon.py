@@ -151,6 +151,7 @@ class Daemon:
         self.state.snapshot = snapshot
         if self.enforce:
             self._count(self.executor.advance(policies, snapshot, prev))
+            self.state.drifts += len(self.executor.detect_drift())
         records = self.journal.read().records
         cooldowns = {p.name: p.guards.cooldown for p in policies}
         ctx = view.context(records, self.clock(), cooldowns, frozen_reason(self.state_dir))

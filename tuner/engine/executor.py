@@ -26,6 +26,7 @@ from tuner.engine.health import VALUE_CHECKS, CheckResult, Health
 from tuner.errors import ActuatorError, NotRevertible, TunerError
 from tuner.journal.journal import (
     APPLIED,
+    DRIFTED,
     INTENDED,
     NOT_REVERTIBLE,
     OPEN_STATES,
@@ -211,6 +212,50 @@ class Executor:
             self.revert_state(c, "recovered: not verified before wg-tuner stopped") for c in open_
         ]
 
+    def detect_drift(self) -> list[Outcome]:
+        """Journal every value wg-tuner set and verified that no longer reads back as set.
+
+        The target is the other writer's from then on: not owned, not rolled back, and
+        touched again only as the policy's ``onDrift`` and the ``contested`` guard allow.
+        """
+        changes = fold(self.journal.read().records)
+        latest: dict[Target, ChangeState] = {}
+        for c in sorted(changes.values(), key=lambda c: c.last_ts):
+            latest[c.target] = c
+        out = []
+        for target, c in sorted(latest.items()):
+            actuator = self.actuators.get(target.kind)
+            if c.state != VERIFIED or actuator is None:
+                continue
+            try:
+                now = actuator.read(target)
+            except (ActuatorError, OSError) as exc:
+                log.warning("drift.unreadable", change=c.change, target=str(target), error=str(exc))
+                continue
+            if actuator.same(now, c.desired):
+                continue
+            reason = f"changed outside wg-tuner: it set {c.desired}, now {now}"
+            self.journal.append(
+                DRIFTED,
+                c.change,
+                policy=c.policy,
+                target=target,
+                prior=c.prior,
+                desired=c.desired,
+                reason=reason,
+                extra={"seen": now},
+            )
+            log.warning(
+                "drift.detected",
+                change=c.change,
+                policy=c.policy,
+                target=str(target),
+                ours=c.desired,
+                now=now,
+            )
+            out.append(Outcome.of(c, "drifted", reason))
+        return out
+
     def rollback(
         self, *, change: str | None = None, last: bool = False, everything: bool = False
     ) -> list[Outcome]:
@@ -227,6 +272,9 @@ class Executor:
                 latest = max(
                     (c for c in changes.values() if c.target == target), key=lambda c: c.last_ts
                 )
+                if latest.state == DRIFTED:
+                    log.info("rollback.skipped", target=str(target), reason=latest.reason)
+                    continue  # someone else's value now: hands off
                 state = ChangeState(
                     latest.change,
                     latest.policy,

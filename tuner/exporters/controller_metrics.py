@@ -23,6 +23,7 @@ class ControllerState:
     changes: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(kind, result) -> count, result in applied|verified|reverted|revert_failed."""
     rollbacks: int = 0
+    drifts: int = 0
     held: Counter[str] = field(default_factory=Counter)
     frozen: bool = False
     pending: int = 0
@@ -67,6 +68,11 @@ class ControllerCollector(Collector):
             changes.add_metric([kind, result], n)
         yield changes
         yield CounterMetricFamily("wg_tuner_rollbacks", "Automatic rollbacks", value=s.rollbacks)
+        yield CounterMetricFamily(
+            "wg_tuner_drifts",
+            "Values wg-tuner set that someone else changed afterwards",
+            value=s.drifts,
+        )
         held = GaugeMetricFamily(
             "wg_tuner_held_changes", "Changes held, by guard", labels=["guard"]
         )

@@ -30,6 +30,8 @@ REVERTED = "reverted"
 REVERT_FAILED = "revert_failed"
 NOT_REVERTIBLE = "not_revertible"
 FREEZE_CLEARED = "freeze_cleared"
+DRIFTED = "drifted"
+"""Someone else changed a value wg-tuner had set and verified: it is theirs now."""
 OPEN_STATES = (INTENDED, APPLIED)
 
 

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from tuner.core.guards import PlanContext
 from tuner.journal.journal import (
     APPLIED,
+    DRIFTED,
     FREEZE_CLEARED,
     NOT_REVERTIBLE,
     OPEN_STATES,
@@ -20,6 +21,11 @@ from tuner.journal.journal import (
 from tuner.model.target import Target
 
 VERIFICATION_FAILED = "verification failed"
+CONTEST_WINDOW = 86400.0
+"""Two drifts of one target within this long (a day) mark it contested."""
+CONTEST_BACKOFF = 3600.0
+"""Hands off a contested target this long, doubling with each further drift inside
+the window (at most the window)."""
 
 
 def context(
@@ -34,12 +40,28 @@ def context(
     pending = frozenset(c.target for c in changes.values() if c.state in OPEN_STATES)
     owned: dict[Target, str] = {}
     latest: dict[Target, float] = {}
+    released: dict[Target, str] = {}
     for c in sorted(changes.values(), key=lambda c: c.last_ts):
         latest[c.target] = c.last_ts
         if c.state == VERIFIED and c.desired is not None:
             owned[c.target] = c.desired
-        elif c.state in (REVERTED, REVERT_FAILED):
+        elif c.state in (REVERTED, REVERT_FAILED, DRIFTED):
             owned.pop(c.target, None)
+    drifts: dict[Target, list[float]] = {}
+    for r in records:
+        if r.target is None:
+            continue
+        if r.state == DRIFTED:
+            drifts.setdefault(r.target, []).append(r.ts)
+            released[r.target] = str(r.extra.get("seen"))
+        elif r.state == VERIFIED:
+            released.pop(r.target, None)  # wg-tuner set it again, through the guards
+    contested: dict[Target, float] = {}
+    for target, times in drifts.items():
+        fights = len([t for t in times if times[-1] - t <= CONTEST_WINDOW])
+        if fights >= 2:
+            backoff = min(CONTEST_BACKOFF * 2 ** (fights - 2), CONTEST_WINDOW)
+            contested[target] = times[-1] + backoff
     cooldown_until: dict[str, float] = {}
     failed: dict[Target, frozenset[str]] = {}
     applies: dict[str, list[float]] = {}
@@ -71,5 +93,7 @@ def context(
         applies=MappingProxyType({k: tuple(v) for k, v in applies.items()}),
         failed=MappingProxyType(failed),
         blocked=MappingProxyType(blocked),
+        released=MappingProxyType(released),
+        contested=MappingProxyType(contested),
         max_unverified=max_unverified,
     )

@@ -84,6 +84,14 @@ class Action:
     why: str = ""
 
 
+class OnDrift(StrEnum):
+    HOLD = "hold"
+    """Hands off: the other writer's value stands; wg-tuner does not touch the target
+    again while it keeps that value."""
+    REASSERT = "reassert"
+    """Set wg-tuner's value again, through every guard (rate, cooldown, contested)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Guards:
     max_step: int | None = None
@@ -92,6 +100,8 @@ class Guards:
     max_unverified: int = 1
     windows: tuple[tuple[int, int], ...] = ()
     """Maintenance windows as (start, end) minutes of the UTC day; empty = always."""
+    on_drift: OnDrift = field(default_factory=lambda: OnDrift.HOLD)
+    """What to do when someone else changes a value this policy set."""
 
 
 @dataclass(frozen=True, slots=True)

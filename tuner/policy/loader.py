@@ -30,6 +30,7 @@ from tuner.model.policy import (
     ActionKind,
     Condition,
     Guards,
+    OnDrift,
     Op,
     Policy,
     Scope,
@@ -426,8 +427,17 @@ def _guards(ctx: Ctx, node: yaml.Node | None) -> Guards:
     if node is None:
         return Guards()
     f = ctx.mapping(
-        node, {"maxStep", "cooldown", "ratePerHour", "maxUnverified", "windows"}, what="guards"
+        node,
+        {"maxStep", "cooldown", "ratePerHour", "maxUnverified", "windows", "onDrift"},
+        what="guards",
     )
+    on_drift = OnDrift.HOLD
+    if "onDrift" in f:
+        raw = ctx.scalar(f["onDrift"])
+        if raw in {d.value for d in OnDrift}:
+            on_drift = OnDrift(raw)
+        else:
+            ctx.issues.add(f["onDrift"], f"invalid onDrift {str(raw)[:20]!r}", "hold or reassert")
     windows = []
     for n in ctx.sequence(f["windows"], "windows", 24) if "windows" in f else []:
         m = WINDOW_RE.fullmatch(str(ctx.scalar(n)))
@@ -453,6 +463,7 @@ def _guards(ctx: Ctx, node: yaml.Node | None) -> Guards:
         if "maxUnverified" in f
         else defaults.max_unverified,
         windows=tuple(windows),
+        on_drift=on_drift,
     )
 
 
