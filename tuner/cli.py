@@ -258,10 +258,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+STALL_SECONDS = 15.0
+
+
 def _executor(args: argparse.Namespace, journal: Journal) -> Executor:
     observer = _observer()
     actuators = registry.build()
-    settings = VerifySettings(settle=args.settle, window=args.verify_window, grace=args.grace)
+    # A pause between two verification steps longer than this means wg-tuner was not
+    # watching (stopped, starved): the daemon steps once per interval, apply every second.
+    max_gap = max(STALL_SECONDS, 3 * getattr(args, "interval", 1.0))
+    settings = VerifySettings(
+        settle=args.settle, window=args.verify_window, grace=args.grace, max_gap=max_gap
+    )
     return Executor(
         journal, actuators, observer, Health(observer, _prober(args), actuators), settings
     )

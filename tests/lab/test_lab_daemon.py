@@ -476,3 +476,40 @@ def test_peer_restart_during_the_window_is_no_false_rollback(
         0,
     )
     assert lab.traffic(1.0)["ok"]
+
+
+def test_a_stopped_daemon_resumes_without_a_stale_verdict(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
+    """SIGSTOP after a change is applied, SIGCONT after its window ended: the window
+    nobody watched proves nothing, so the change is undone and made again, watched."""
+    lab.fault("mtu-blackhole", True, mtu=1400)
+    try:
+        with daemon(lab, tmp_path, "--mode", "enforce", "--metrics-listen", "", *FAST) as d:
+            d.wait_for(
+                lambda: any(r["state"] == "applied" for r in d.journal()), 60, "an applied change"
+            )
+            d.proc.send_signal(signal.SIGSTOP)
+            time.sleep(20)  # the 1 s settle + 4 s window end while it is stopped
+            d.proc.send_signal(signal.SIGCONT)
+            user = threading.Thread(target=lab.traffic, args=(10.0,))
+            user.start()  # the user's transfer stalls again once the change is undone
+            d.wait_for(
+                lambda: any(r["state"] == "verified" for r in d.journal()), 60, "a verified fix"
+            )
+            user.join()
+            assert d.stop() == 0
+    finally:
+        lab.fault("mtu-blackhole", False)
+    records = d.journal()
+    states = [r["state"] for r in records]
+    assert states == ["intended", "applied", "reverted", "intended", "applied", "verified"]
+    assert "stalled" in records[2]["reason"]
+    (stalled,) = d.named("verification.stalled")
+    assert stalled["gap"] >= 15
+    figure(
+        "Rollback and crash safety",
+        "daemon SIGSTOPped 20 s with a change in its 4 s window, then resumed -> verdicts "
+        "on stale evidence; outcome",
+        "0; undone, re-applied and verified under watch",
+    )

@@ -375,3 +375,34 @@ def test_a_failing_cycle_does_not_end_the_loop(tmp_path: Path) -> None:
     assert events.count("cycle.done") == 3
     assert d.state.cycles == 4 and d.state.cycle_errors == 1
     assert "daemon.stopped" in events
+
+
+def test_a_window_that_passed_while_stalled_is_not_verified(
+    tmp_path: Path, figure: FigureFn
+) -> None:
+    """SIGSTOP past the deadline: the first step after resuming must not verify."""
+    clock = [1000.0]
+    ex, act, _ = executor(tmp_path, window=10.0, settle=0.0, max_gap=15.0)
+    ex.clock = ex.journal.clock = lambda: clock[0]
+    ex.start(plan(1), [POLICY], [SNAP, SNAP])
+    assert ex.advance([POLICY], SNAP, SNAP).outcomes == []  # watching: in the window
+    clock[0] += 60  # stopped for a minute; the 10 s window ended meanwhile
+    result = ex.advance([POLICY], SNAP, SNAP)
+    (out,) = result.rolled_back
+    assert out.status == "reverted" and "stalled 60 s" in out.reason
+    assert act.values[TARGETS[0]] == "1"
+    ctx = view.context(ex.journal.read().records, clock[0], {"p": 600.0})
+    assert "p" not in ctx.cooldown_until and not ctx.failed  # free to try again at once
+    # watched properly, the same change verifies
+    clock[0] += 1
+    ex.start(plan(1), [POLICY], [SNAP, SNAP])
+    for _ in range(12):
+        clock[0] += 1
+        ex.advance([POLICY], SNAP, SNAP)
+    assert states(ex)[-1] == ("verified", "c-0")
+    figure(
+        "Rollback and crash safety",
+        "wg-tuner stopped 60 s inside a 10 s verification window -> verified on stale "
+        "evidence; after resuming",
+        "0; reverted, then re-applied and verified",
+    )

@@ -99,6 +99,9 @@ def run_apply(
         ctx = view.context(records, time.time(), cooldowns, frozen_reason(state_dir))
         history = planner.history(sample, policies)
         plan = planner.decide(history, policies, ctx)
+        if plan.admitted and time.time() - history[-1].taken_at > executor.settings.max_gap:
+            log.warning("plan.stale", age=round(time.time() - history[-1].taken_at, 1))
+            continue  # stopped between observing and acting: observe again
         report.plans.append(plan)
         if not plan.admitted:
             break

@@ -172,7 +172,12 @@ class Daemon:
                     reason=c.verdict.reason,
                 )
         started = BatchResult()
-        if plan.admitted:
+        age = time.monotonic() - began
+        if plan.admitted and self.enforce and age > self.executor.settings.max_gap:
+            # Stopped or starved between observing and acting: this plan describes a
+            # host that may be gone. Act on nothing; the next cycle observes afresh.
+            log.warning("plan.stale", age=round(age, 1), admitted=len(plan.admitted))
+        elif plan.admitted:
             if self.enforce:
                 started = self.executor.start(plan, policies, list(self._history))
                 self._count(started)

@@ -66,6 +66,9 @@ class VerifySettings:
     """A check must fail this long in a row to fail verification: WireGuard sessions can
     go dark for ~16 s after a peer restarts."""
     interval: float = 1.0
+    max_gap: float = 15.0
+    """Two verification steps further apart than this mean wg-tuner was not watching
+    (stopped, starved of CPU): a window that ended in such a gap proves nothing."""
 
 
 @dataclass
@@ -143,6 +146,7 @@ class Executor:
     persistence: Persistence | None = None
     """Writes verified changes of ``persist: true`` policies through (sysctl.d, wg-quick)."""
     _failing_since: dict[str, float] = field(default_factory=dict)
+    _last_step: float | None = None
 
     # -- recovery and rollback ------------------------------------------------------
     def revert_state(self, state: ChangeState, reason: str, batch: str = "") -> Outcome:
@@ -457,6 +461,24 @@ class Executor:
             if s.state == APPLIED and s.change in applied
         ]
 
+    def _undo_batch(
+        self,
+        batch: str,
+        members: list[tuple[ChangeState, Record]],
+        result: BatchResult,
+        *,
+        reasons: Mapping[str, str],
+        default: str,
+        reports: Mapping[str, list[dict[str, Any]]],
+    ) -> None:
+        """Revert a batch newest first (reason per change id, else ``default``)."""
+        for state, _ in sorted(members, key=lambda m: m[1].seq, reverse=True):
+            out = self.revert_state(state, reasons.get(state.change, default), batch)
+            out.checks = list(reports.get(state.change, []))
+            result.rolled_back.append(out)
+            result.outcomes.append(out)
+        result.revert_failed = any(o.status == "revert_failed" for o in result.rolled_back)
+
     def advance(
         self, policies: Sequence[Policy], snapshot: Snapshot, before: Snapshot | None
     ) -> BatchResult:
@@ -469,10 +491,21 @@ class Executor:
         result = BatchResult()
         by_name = {p.name: p for p in policies}
         now = self.clock()
+        gap = now - self._last_step if self._last_step is not None else 0.0
+        self._last_step = now
         batches: dict[str, list[tuple[ChangeState, Record]]] = {}
         for state, record in self.pending():
             batches.setdefault(state.batch, []).append((state, record))
         for batch, members in batches.items():
+            if gap > self.settings.max_gap and any(
+                now - gap < (r.deadline or 0) for _, r in members
+            ):
+                # The window ran (partly) while nobody watched: a check now would
+                # commit a verdict on stale evidence. Undo; the next cycle re-plans.
+                why = f"not verified: wg-tuner was stalled {gap:.0f} s during the window"
+                log.warning("verification.stalled", batch=batch, gap=round(gap, 1))
+                self._undo_batch(batch, members, result, reasons={}, default=why, reports={})
+                continue
             failing: list[str] = []
             culprits: set[str] = set()
             due = all(now >= (r.deadline or 0) for _, r in members)
@@ -507,18 +540,15 @@ class Executor:
                     )
             if failing:
                 names = ", ".join(sorted(set(failing)))
-                ordered = sorted(members, key=lambda m: m[1].seq, reverse=True)
-                for state, _ in ordered:
-                    why = (
-                        f"{VERIFICATION_FAILED}: {names}"
-                        if state.change in culprits
-                        else "rolled back with its batch"
-                    )
-                    out = self.revert_state(state, why, batch)
-                    out.checks = reports.get(state.change, [])
-                    result.rolled_back.append(out)
-                    result.outcomes.append(out)
-                result.revert_failed = any(o.status == "revert_failed" for o in result.rolled_back)
+                blamed = dict.fromkeys(culprits, f"{VERIFICATION_FAILED}: {names}")
+                self._undo_batch(
+                    batch,
+                    members,
+                    result,
+                    reasons=blamed,
+                    default="rolled back with its batch",
+                    reports=reports,
+                )
                 continue
             if due and len(reports) == len(members):
                 for state, _ in members:
