@@ -121,7 +121,7 @@ def executor(tmp_path: Path, **settings: Any) -> tuple[Executor, MemActuator, Fa
         {"sysctl": act},
         FakeObserver(),  # type: ignore[arg-type]
         health,
-        VerifySettings(grace=0, interval=0, **settings),  # type: ignore[arg-type]
+        VerifySettings(**{"grace": 0, "interval": 0, **settings}),
         clock=lambda: float(next(clock)),
         sleep=lambda s: None,
     )
@@ -406,3 +406,30 @@ def test_a_window_that_passed_while_stalled_is_not_verified(
         "evidence; after resuming",
         "0; reverted, then re-applied and verified",
     )
+
+
+def test_one_failed_check_at_the_deadline_is_noise_not_a_verdict(tmp_path: Path) -> None:
+    clock = [1000.0]
+    ex, act, health = executor(tmp_path, window=5.0, settle=0.0, grace=3.0)
+    ex.clock = ex.journal.clock = lambda: clock[0]
+    ex.start(plan(1), [POLICY], [SNAP, SNAP])
+    for _ in range(4):
+        clock[0] += 1
+        assert ex.advance([POLICY], SNAP, SNAP).outcomes == []
+    health.ok_after = False  # a probe lost right at the deadline
+    clock[0] += 1
+    assert ex.advance([POLICY], SNAP, SNAP).outcomes == []  # no verdict yet
+    health.ok_after = True
+    clock[0] += 1
+    (out,) = ex.advance([POLICY], SNAP, SNAP).outcomes
+    assert out.status == "verified" and act.values[TARGETS[0]] == "2"
+    # but a failure that lasts the grace still rolls back, deadline or not
+    ex2, act2, health2 = executor(tmp_path / "2", window=2.0, settle=0.0, grace=3.0)
+    ex2.clock = ex2.journal.clock = lambda: clock[0]
+    ex2.start(plan(1), [POLICY], [SNAP, SNAP])
+    health2.ok_after = False
+    outcomes = []
+    for _ in range(6):
+        clock[0] += 1
+        outcomes += ex2.advance([POLICY], SNAP, SNAP).rolled_back
+    assert [o.status for o in outcomes] == ["reverted"] and act2.values[TARGETS[0]] == "1"

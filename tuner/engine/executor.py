@@ -485,8 +485,9 @@ class Executor:
         """One verification step for every pending change: keep, wait, or roll back.
 
         Verification is a journal state: this never blocks, the next call continues.
-        A gate check failing ``grace`` seconds in a row, or still failing at the
-        deadline, rolls back the change's whole batch in reverse order.
+        A gate check failing ``grace`` seconds in a row rolls back the change's whole
+        batch in reverse order; a check that has just failed when the window ends holds
+        the verdict until it passes again or has failed for the whole grace.
         """
         result = BatchResult()
         by_name = {p.name: p for p in policies}
@@ -509,6 +510,7 @@ class Executor:
             failing: list[str] = []
             culprits: set[str] = set()
             due = all(now >= (r.deadline or 0) for _, r in members)
+            unsettled = False
             reports: dict[str, list[dict[str, Any]]] = {}
             for state, record in members:
                 if now < (record.verify_after or 0):
@@ -532,9 +534,13 @@ class Executor:
                         self._failing_since.pop(key, None)
                     else:
                         since = self._failing_since.setdefault(key, now)
-                        if now - since >= self.settings.grace or due:
+                        if now - since >= self.settings.grace:
                             failing.append(check.name)
                             culprits.add(state.change)
+                        else:
+                            # One lost probe is noise, not a verdict: at the deadline
+                            # wait for it to pass again or to fail for the whole grace.
+                            unsettled = True
                     reports[state.change].append(
                         {"name": check.name, "gate": gate, "passed": res.ok, "detail": res.detail}
                     )
@@ -550,7 +556,7 @@ class Executor:
                     reports=reports,
                 )
                 continue
-            if due and len(reports) == len(members):
+            if due and not unsettled and len(reports) == len(members):
                 for state, _ in members:
                     persisted = self._persist(state, by_name.get(state.policy))
                     self.journal.append(

@@ -187,25 +187,18 @@ def loss_on(topo: Topology, percent: float = 5.0, delay_ms: int = 0) -> dict[str
         raise LabError("this kernel has no netem: delay is unavailable (loss alone works)")
     # numgen random mod 1000 < N drops N per mille of forwarded packets, both ways.
     per_mille = round(percent * 10)
+    # numgen yields 0-999, so nft refuses "< 1000": 100 % is an unconditional drop.
+    sample = (
+        [_match({"numgen": {"mode": "random", "mod": 1000, "offset": 0}}, per_mille, op="<")]
+        if per_mille < 1000
+        else []
+    )
     nft_apply(
         topo.router,
         [
             {"add": _table("lab_loss")},
             {"add": _chain("lab_loss", "fwd", "filter", "forward", -10)},
-            {
-                "add": _rule(
-                    "lab_loss",
-                    "fwd",
-                    [
-                        _match(
-                            {"numgen": {"mode": "random", "mod": 1000, "offset": 0}},
-                            per_mille,
-                            op="<",
-                        ),
-                        {"drop": None},
-                    ],
-                )
-            },
+            {"add": _rule("lab_loss", "fwd", [*sample, {"drop": None}])},
         ],
     )
     return {"percent": percent, "delay_ms": 0, "method": "nft-numgen"}
