@@ -210,7 +210,9 @@ def test_sigterm_during_verification_leaves_nothing_unverified(
     assert d.named("daemon.stopped")
 
 
-def test_sighup_with_a_broken_policy_keeps_the_last_good_set(lab: Lab, tmp_path: Path) -> None:
+def test_sighup_with_a_broken_policy_keeps_the_last_good_set(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
     policies = tmp_path / "policies"
     shutil.copytree(REPO / "policies", policies)
     port = "19586"
@@ -222,7 +224,7 @@ def test_sighup_with_a_broken_policy_keeps_the_last_good_set(lab: Lab, tmp_path:
         "--policies",
         str(policies),
         "--metrics-listen",
-        f"127.0.0.1:{port}",
+        port,  # a port alone: the address is the default one
     ) as d:
         d.wait_for(lambda: len(d.named("cycle.done")) >= 1, 30, "a cycle")
         (policies / "broken.yaml").write_text("apiVersion: wg-tuner/v1\nkind: Policy\nspec: 1\n")
@@ -241,6 +243,16 @@ def test_sighup_with_a_broken_policy_keeps_the_last_good_set(lab: Lab, tmp_path:
     assert any("broken.yaml" in e for e in failed["errors"])
     assert failed["kept"] == 11
     every_line_is_json(d)
+    figure(
+        "Security",
+        "metrics endpoint given only a port (the default address) -> listening on",
+        ", ".join(listening),
+    )
+    figure(
+        "Daemon",
+        "SIGHUP with a broken policy file -> policies kept in force; error metric",
+        f"{failed['kept']} of 11; wg_tuner_policy_errors {metrics['wg_tuner_policy_errors'][0]}",
+    )
 
 
 def scrape(lab: Lab, port: str) -> dict[str, list[str]]:
