@@ -525,3 +525,34 @@ def test_a_stopped_daemon_resumes_without_a_stale_verdict(
         "on stale evidence; outcome",
         "0; undone, re-applied and verified under watch",
     )
+
+
+def test_a_hung_config_socket_times_out_and_the_loop_goes_on(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
+    """a's wireguard-go stops answering its config socket (SIGSTOP) for a few cycles."""
+    a = lab.topo.a
+    (pid,) = [int(p["pid"]) for p in lab.require().processes if p["match"] == a.wg]
+    with daemon(lab, tmp_path, "--mode", "enforce", "--metrics-listen", "", *FAST) as d:
+        d.wait_for(lambda: len(d.named("cycle.done")) >= 2, 30, "two cycles")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            hung_at = len(d.named("cycle.done"))
+            d.wait_for(
+                lambda: len(d.named("cycle.done")) >= hung_at + 2, 30, "cycles while it hangs"
+            )
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        d.wait_for(lambda: d.named("cycle.done")[-1]["interfaces"] == 1, 30, "the interface back")
+        assert d.stop() == 0
+    hung = [e for e in d.named("cycle.done")[hung_at:] if e["interfaces"] == 0]
+    assert hung, "the hung interface must be reported as unreadable"
+    assert d.named("observe.interface_failed")
+    assert d.named("cycle.failed") == [] and d.journal() == []
+    assert max(e["duration_ms"] for e in hung) < 10_000  # bounded by the socket timeout
+    figure(
+        "Daemon",
+        "WireGuard config socket hangs (wireguard-go stopped) -> cycles that went on; "
+        "longest; changes made",
+        f"{len(hung)}; {max(e['duration_ms'] for e in hung) / 1000:.1f} s; 0",
+    )
