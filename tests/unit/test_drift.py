@@ -125,3 +125,18 @@ def test_contested_backoff_grows_with_each_drift() -> None:
     far = view.context([drift(0.0), drift(200_000.0)], 200_100.0, {})
     assert T not in far.contested  # days apart: not a fight
     assert Guards().on_drift is OnDrift.HOLD  # the safe default
+
+
+def test_a_target_that_is_gone_is_released_once(tmp_path: Path) -> None:
+    from tuner.errors import PermanentActuatorError
+
+    ex, act, _ = executor(tmp_path)
+    ex.apply(one_change("1", "2", 0), [POLICY], [SNAP, SNAP])
+
+    def gone(target: object) -> str:
+        raise PermanentActuatorError("wg0: no such interface")
+
+    act.read = gone  # type: ignore[method-assign]
+    (out,) = ex.detect_drift()
+    assert "now gone (wg0: no such interface)" in out.reason
+    assert ex.detect_drift() == []  # recorded once, not a warning every cycle

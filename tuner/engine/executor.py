@@ -23,7 +23,7 @@ from tuner.actuators.base import Actuator, HealthCheck
 from tuner.actuators.persist import Persisted, Persistence
 from tuner.core.plan import Plan, ProposedChange
 from tuner.engine.health import VALUE_CHECKS, CheckResult, Health
-from tuner.errors import ActuatorError, NotRevertible, TunerError
+from tuner.errors import ActuatorError, NotRevertible, PermanentActuatorError, TunerError
 from tuner.journal.journal import (
     APPLIED,
     DRIFTED,
@@ -231,14 +231,21 @@ class Executor:
             actuator = self.actuators.get(target.kind)
             if c.state != VERIFIED or actuator is None:
                 continue
+            gone = ""
             try:
                 now = actuator.read(target)
+            except PermanentActuatorError as exc:  # the interface or peer is no more
+                now, gone = None, str(exc)
             except (ActuatorError, OSError) as exc:
                 log.warning("drift.unreadable", change=c.change, target=str(target), error=str(exc))
                 continue
-            if actuator.same(now, c.desired):
+            if not gone and actuator.same(now, c.desired):
                 continue
-            reason = f"changed outside wg-tuner: it set {c.desired}, now {now}"
+            reason = (
+                f"changed outside wg-tuner: it set {c.desired}, now gone ({gone})"
+                if gone
+                else f"changed outside wg-tuner: it set {c.desired}, now {now}"
+            )
             self.journal.append(
                 DRIFTED,
                 c.change,
