@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tuner.model.probe import ProbeOutcome
-from tuner.model.rates import KEEPALIVE_BYTES, Rates, counter_deltas, delta
+from tuner.model.rates import KEEPALIVE_BYTES, Rates, counter_deltas, delta, peer_deltas
 from tuner.model.rates import rates as compute_rates
 from tuner.model.snapshot import Implementation, Peer, Snapshot, WgInterface
 
@@ -108,21 +108,12 @@ class Point:
         ``iface.peers`` order; None for a peer that is new (or when there is no rate)."""
         cached = self._deltas.get(iface.name)
         if cached is None:
-            before = self.prev.interface(iface.name) if self.prev is not None else None
-            if before is None or self.cur.monotonic - self.prev.monotonic <= 0:  # type: ignore[union-attr]
-                cached = [None] * len(iface.peers)
-            else:
-                old = {p.public_key: p for p in before.peers}
-                # delta() inlined: this runs for every peer every cycle
-                cached = [
-                    None
-                    if (o := old.get(p.public_key)) is None
-                    else (
-                        p.rx_bytes - o.rx_bytes if p.rx_bytes >= o.rx_bytes else p.rx_bytes,
-                        p.tx_bytes - o.tx_bytes if p.tx_bytes >= o.tx_bytes else p.tx_bytes,
-                    )
-                    for p in iface.peers
-                ]
+            before = (
+                self.prev.interface(iface.name)
+                if self.prev is not None and self.interval is not None
+                else None
+            )
+            cached = peer_deltas(before, iface)
             self._deltas[iface.name] = cached
         return cached
 

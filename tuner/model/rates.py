@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from tuner.model.snapshot import Snapshot
+from tuner.model.snapshot import Snapshot, WgInterface
 
 KEEPALIVE_BYTES = 64
 """Growth up to this many bytes is WireGuard's own chatter (a keepalive is 32 bytes), not
@@ -45,24 +45,37 @@ class Rates:
     """snmp/netstat deltas: protocol -> counter -> growth over the interval."""
 
 
+def peer_deltas(before: WgInterface | None, cur: WgInterface) -> list[tuple[int, int] | None]:
+    """(rx, tx) byte growth of each peer of ``cur`` since ``before`` (the same interface
+    in the previous snapshot), in ``cur.peers`` order; None for a peer that is new."""
+    if before is None:
+        return [None] * len(cur.peers)
+    old = {p.public_key: p for p in before.peers}
+    # delta() inlined: this runs for every peer every cycle
+    return [
+        None
+        if (o := old.get(p.public_key)) is None
+        else (
+            p.rx_bytes - o.rx_bytes if p.rx_bytes >= o.rx_bytes else p.rx_bytes,
+            p.tx_bytes - o.tx_bytes if p.tx_bytes >= o.tx_bytes else p.tx_bytes,
+        )
+        for p in cur.peers
+    ]
+
+
 def rates(prev: Snapshot, cur: Snapshot) -> Rates:
     """Per-peer byte rates and host counter deltas between two snapshots."""
     interval = cur.monotonic - prev.monotonic
     if interval <= 0:
         return Rates(interval=0.0)
-    before = {
-        (iface.name, peer.public_key): peer for iface in prev.interfaces for peer in iface.peers
-    }
     peers: dict[tuple[str, str], PeerRate] = {}
     for iface in cur.interfaces:
-        for peer in iface.peers:
-            old = before.get((iface.name, peer.public_key))
-            if old is None:
-                continue
-            # delta() inlined: this runs for every peer every cycle
-            rx = peer.rx_bytes - old.rx_bytes if peer.rx_bytes >= old.rx_bytes else peer.rx_bytes
-            tx = peer.tx_bytes - old.tx_bytes if peer.tx_bytes >= old.tx_bytes else peer.tx_bytes
-            peers[(iface.name, peer.public_key)] = PeerRate(rx / interval, tx / interval, rx, tx)
+        grown = peer_deltas(prev.interface(iface.name), iface)
+        for peer, d in zip(iface.peers, grown, strict=True):
+            if d is not None:
+                peers[(iface.name, peer.public_key)] = PeerRate(
+                    d[0] / interval, d[1] / interval, d[0], d[1]
+                )
     return Rates(
         interval=interval, peers=MappingProxyType(peers), counters=counter_deltas(prev, cur)
     )
