@@ -13,12 +13,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
 
-from tuner import __version__
+from tuner import __version__, exit_codes
 from tuner.actuators import registry
 from tuner.adapters.nft import Nft
 from tuner.core.guards import PlanContext
@@ -27,7 +27,7 @@ from tuner.engine.daemon import Daemon
 from tuner.engine.executor import Executor, VerifySettings
 from tuner.engine.health import Health
 from tuner.engine.planning import Planner, frozen_reason
-from tuner.errors import TunerError, UsageError
+from tuner.errors import NotRoot, TunerError, UsageError
 from tuner.exporters import logs, report
 from tuner.exporters.controller_metrics import (
     ControllerCollector,
@@ -45,9 +45,9 @@ from tuner.observe.collector import Observer
 from tuner.observe.probes import PathProber, ProbeMemory, ProbeSettings
 from tuner.policy import loader as policy_loader
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
+EXIT_OK = exit_codes.OK
+EXIT_ERROR = exit_codes.ERROR
+EXIT_CHANGES = exit_codes.CHANGES
 DEFAULT_STATE_DIR = "/var/lib/wg-tuner"
 SYSTEM_POLICIES = Path("/etc/wg-tuner/policies")
 
@@ -71,7 +71,7 @@ def default_policies() -> Path:
 
 def require_root(what: str) -> None:
     if os.geteuid() != 0:
-        raise UsageError(
+        raise NotRoot(
             f"{what} needs root (CAP_NET_ADMIN): it reads WireGuard config sockets and netlink; "
             "run it with sudo"
         )
@@ -228,9 +228,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     print(f"{len(policies)} policies valid: " + ", ".join(p.name for p in policies))
     return EXIT_OK
-
-
-EXIT_CHANGES = 2
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -476,10 +473,20 @@ def _apply_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors on EX_USAGE (64): 2 means "changes proposed"."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(exit_codes.USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of options
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="wg-tuner",
         description="Auto-tuning remediation controller for WireGuard hosts.",
+        epilog=exit_codes.help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"wg-tuner {__version__}")
     _common(parser, top=True)
@@ -488,7 +495,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
     def add(
         name: str, help_text: str, func: Callable[[argparse.Namespace], int]
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=exit_codes.help_text(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         _common(p, top=False)
         p.set_defaults(func=func)
         return p
@@ -667,7 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("wg-tuner: interrupted", file=sys.stderr)
-        return 130
+        return exit_codes.INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
     return result

@@ -14,9 +14,15 @@ class TunerError(Exception):
 
 
 class UsageError(TunerError):
-    """The command line or environment cannot work (bad option value, not root)."""
+    """The command line cannot work (a bad option value): EX_USAGE."""
 
-    exit_code = 1
+    exit_code = 64
+
+
+class NotRoot(TunerError):
+    """The command needs root (CAP_NET_ADMIN): EX_NOPERM."""
+
+    exit_code = 77
 
 
 class ObserveError(TunerError):

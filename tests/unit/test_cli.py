@@ -17,17 +17,17 @@ def test_version() -> None:
     assert proc.stdout.strip() == f"wg-tuner {__version__}"
 
 
-def test_unknown_command_exits_2_with_one_error_line() -> None:
+def test_unknown_command_exits_64_with_one_error_line() -> None:
     proc = cli(["frobnicate"])
-    assert proc.returncode == 2
+    assert proc.returncode == 64
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "frobnicate" in errors[0]
     assert "Traceback" not in proc.stderr
 
 
-def test_bad_option_exits_2() -> None:
+def test_bad_option_exits_64_not_the_changes_code() -> None:
     proc = cli(["status", "--format", "yaml"])
-    assert proc.returncode == 2
+    assert proc.returncode == 64
     assert "Traceback" not in proc.stderr
 
 
@@ -68,14 +68,14 @@ def test_not_root_is_a_clear_error() -> None:
         timeout=60,
         check=False,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 77
     assert "needs root" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_run_rejects_a_bad_metrics_address() -> None:
     proc = cli(["run", "--metrics-listen", "localhost:notaport"])
-    assert proc.returncode == 1
+    assert proc.returncode == 64
     assert "--metrics-listen" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -87,3 +87,22 @@ def test_every_command_has_working_help(command: str) -> None:
     with pytest.raises(SystemExit) as done:
         build_parser().parse_args([command, "--help"])
     assert done.value.code == 0
+
+
+def test_exit_codes_are_one_table_in_help_and_readme() -> None:
+    from tests.conftest import REPO
+    from tuner import exit_codes
+
+    proc = cli(["--help"])
+    assert proc.returncode == 0
+    for e in exit_codes.TABLE:
+        assert f"{e.code:<4} {e.name}" in proc.stdout
+    assert exit_codes.markdown() in (REPO / "README.md").read_text()
+    codes = [e.code for e in exit_codes.TABLE]
+    assert len(codes) == len(set(codes))
+
+
+def test_plan_help_lists_the_exit_codes() -> None:
+    proc = cli(["plan", "--help"])
+    assert proc.returncode == 0
+    assert "64" in proc.stdout and "changes would be applied" in proc.stdout

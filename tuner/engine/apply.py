@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from tuner import exit_codes
 from tuner.core.plan import Plan
 from tuner.engine.executor import Executor, Outcome
 from tuner.engine.planning import Planner, frozen_reason
@@ -24,8 +25,8 @@ from tuner.model.policy import Policy
 
 log = structlog.get_logger("tuner.engine")
 
-EXIT_ROLLED_BACK = 3
-EXIT_REVERT_FAILED = 4
+EXIT_ROLLED_BACK = exit_codes.ROLLED_BACK
+EXIT_REVERT_FAILED = exit_codes.REVERT_FAILED
 MAX_ROUNDS = 3
 
 
