@@ -21,12 +21,11 @@ from prometheus_client import CollectorRegistry, start_http_server, write_to_tex
 from tuner import __version__, exit_codes
 from tuner.actuators import registry
 from tuner.adapters.nft import Nft
-from tuner.core.guards import PlanContext
-from tuner.engine.apply import EXIT_REVERT_FAILED, run_apply
+from tuner.engine.apply import EXIT_REVERT_FAILED, run_apply, run_plan
 from tuner.engine.daemon import Daemon
 from tuner.engine.executor import Executor, VerifySettings
 from tuner.engine.health import Health
-from tuner.engine.planning import Planner, frozen_reason
+from tuner.engine.planning import Planner
 from tuner.errors import NotRoot, TunerError, UsageError
 from tuner.exporters import logs, report
 from tuner.exporters.controller_metrics import (
@@ -233,26 +232,39 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     policies = policy_loader.load_or_raise([args.policies])
     require_root("wg-tuner plan")
-    # A one-shot plan wants fresh evidence: probe now, oldest-probed first, bounded.
-    schedule = ProbeSchedule(sweep_interval=0.0, min_interval=0.0, max_per_cycle=args.probe_max)
-    planner = Planner(_observer(), _prober(args), registry.build(), schedule=schedule)
-    history = planner.history(args.sample, policies)
-    ctx = PlanContext(now=time.time(), frozen=frozen_reason(args.state_dir))
-    result = planner.decide(history, policies, ctx)
-    notes = tuple(history[-1].errors) + tuple(history[-1].notes)
+    # The same journal and state directory as apply; nothing is written, not even the lock.
+    journal = Journal(args.state_dir)
+    executor = _executor(args, journal)
+    planner = Planner(
+        executor.observer, _prober(args), dict(executor.actuators), schedule=_one_shot(args)
+    )
+    result = run_plan(
+        planner=planner,
+        executor=executor,
+        journal=journal,
+        policies=policies,
+        state_dir=args.state_dir,
+        sample=args.sample,
+    )
     render = {"json": report.render_json, "markdown": report.render_markdown}.get(
         args.format, report.render_text
     )
-    sys.stdout.write(render(result, notes))
+    sys.stdout.write(render(result.plan, result.notes, result.preview))
     log.info(
         "plan.done",
-        findings=len(result.findings),
-        changes=len(result.changes),
-        admitted=len(result.admitted),
+        findings=len(result.plan.findings),
+        changes=len(result.plan.changes),
+        admitted=len(result.plan.admitted),
+        recover=len(result.preview.recover),
     )
     if args.detailed_exitcode and result.changed:
         return EXIT_CHANGES
     return EXIT_OK
+
+
+def _one_shot(args: argparse.Namespace) -> ProbeSchedule:
+    """A one-shot run wants fresh evidence: probe now, oldest-probed first, bounded."""
+    return ProbeSchedule(sweep_interval=0.0, min_interval=0.0, max_per_cycle=args.probe_max)
 
 
 STALL_SECONDS = 15.0
@@ -265,7 +277,10 @@ def _executor(args: argparse.Namespace, journal: Journal) -> Executor:
     # watching (stopped, starved): the daemon steps once per interval, apply every second.
     max_gap = max(STALL_SECONDS, 3 * getattr(args, "interval", 1.0))
     settings = VerifySettings(
-        settle=args.settle, window=args.verify_window, grace=args.grace, max_gap=max_gap
+        settle=getattr(args, "settle", None),
+        window=getattr(args, "verify_window", None),
+        grace=getattr(args, "grace", VerifySettings().grace),
+        max_gap=max_gap,
     )
     return Executor(
         journal, actuators, observer, Health(observer, _prober(args), actuators), settings
@@ -296,9 +311,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     with StateLock(args.state_dir, wait=args.lock_wait):
         journal = Journal(args.state_dir)
         executor = _executor(args, journal)
-        schedule = ProbeSchedule(sweep_interval=0.0, min_interval=0.0, max_per_cycle=args.probe_max)
         planner = Planner(
-            executor.observer, _prober(args), dict(executor.actuators), schedule=schedule
+            executor.observer, _prober(args), dict(executor.actuators), schedule=_one_shot(args)
         )
         result = run_apply(
             planner=planner,

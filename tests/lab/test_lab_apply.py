@@ -169,6 +169,38 @@ def test_failed_verification_rolls_back_exactly(
     assert after == before  # links, WireGuard, nft, sysctls
     assert journal_states(tmp_path)[-1] == "reverted"
 
+    # One decision path: right after the rollback, plan and apply hold the same change
+    # with the same guard (the blackhole is still there, the policy still fires).
+    planned = cli(
+        [
+            "plan",
+            "--format",
+            "json",
+            "--detailed-exitcode",
+            "--state-dir",
+            str(tmp_path),
+            *FAST[6:],
+        ],
+        netns=a.netns,
+        timeout=120,
+    )
+    assert planned.returncode == 0, planned.stderr  # 0: nothing would change
+    plan_data = json.loads(planned.stdout)
+    held = [c for c in plan_data["changes"] if c["kind"] == "mtu"]
+    assert held and all(c["verdict"]["decision"] == "hold" for c in held)
+    again = apply(lab, tmp_path)
+    assert again.returncode == 0, again.stderr
+    applied = json.loads(again.stdout)
+    assert applied["changed"] is False and mtu(lab) == 1420
+    assert [(c["id"], c["verdict"]) for c in held] == [
+        (c["id"], c["verdict"]) for c in applied["changes"] if c["kind"] == "mtu"
+    ]
+    figure(
+        "One decision path",
+        "after a rollback (lab): changes plan would make that apply then held or made differently",
+        sum(1 for c in plan_data["changes"] if c["verdict"]["decision"] == "admit"),
+    )
+
 
 @pytest.mark.parametrize("step", ["intended", "applied", "verifying"])
 def test_kill_9_at_every_journal_step_converges(

@@ -24,6 +24,7 @@ LAYER_ORDER = [
     "adapters",
     "observe",
     "actuators",
+    "journal",
     "exporters",
     "engine",
     "lab",

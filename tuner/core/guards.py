@@ -68,6 +68,8 @@ class PlanContext:
     contested: Mapping[Target, float] = field(default_factory=_empty)
     """Targets changed by someone else again and again: hands off until this time."""
     max_unverified: int = 3
+    assume: Mapping[Target, str | None] = field(default_factory=_empty)
+    """Targets a real run puts back before it plans (recovery): their value by then."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,9 @@ guards, in a stable order, so a plan is reproducible.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from tuner.core.evaluate import Evidence, Finding, evaluate, points
 from tuner.core.guards import Candidate, Decision, PlanContext, Verdict, judge
@@ -137,8 +138,13 @@ def _all_cpus(snapshot: Snapshot) -> str:
 
 
 def propose(
-    findings: Sequence[Finding], history: Sequence[Snapshot], policies: Sequence[Policy]
+    findings: Sequence[Finding],
+    history: Sequence[Snapshot],
+    policies: Sequence[Policy],
+    assume: Mapping[Target, str | None] = MappingProxyType({}),
 ) -> list[tuple[Policy, Finding, Target, str | None, str | None]]:
+    """(policy, finding, target, current, desired); ``assume`` overrides current values
+    a real run restores before it plans (recovery)."""
     by_name = {p.name: p for p in policies}
     snapshot = history[-1]
     point = points(history[-2:])[-1]
@@ -147,7 +153,8 @@ def propose(
         policy = by_name[finding.policy]
         if policy.action.kind is ActionKind.ALERT:
             continue
-        for target, current in _targets(policy, finding, snapshot):
+        for target, seen in _targets(policy, finding, snapshot):
+            current = assume.get(target, seen)
             if policy.action.kind is ActionKind.IRQ_AFFINITY and policy.action.value == "all":
                 desired: str | None = _all_cpus(snapshot)
             else:
@@ -159,7 +166,7 @@ def propose(
 def plan(history: Sequence[Snapshot], policies: Sequence[Policy], ctx: PlanContext) -> Plan:
     snapshot = history[-1]
     findings = evaluate(history, policies)
-    proposals = propose(findings, history, policies)
+    proposals = propose(findings, history, policies, ctx.assume)
     # One change per target: highest priority first, then policy name; merge the same
     # policy's proposals for one target (e.g. two peers of one interface) to the lowest.
     proposals.sort(key=lambda p: (p[2], -p[0].priority, p[0].name, _order(p[4])))

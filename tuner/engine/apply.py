@@ -1,12 +1,16 @@
-"""One-shot ``wg-tuner apply``: lock, recover, then plan -> apply -> verify rounds.
+"""One-shot ``wg-tuner apply`` and its dry-run ``wg-tuner plan``, on one decision path.
 
-Returns when nothing is pending (bounded by the verification windows and a number of
-rounds). Exit codes: 0 nothing failed, 3 a change was rolled back, 4 a revert failed.
+``run_apply``: lock, recover, journal drift, then plan -> apply -> verify rounds; returns
+when nothing is pending (bounded by the verification windows and a number of rounds).
+Exit codes: 0 nothing failed, 3 a change was rolled back, 4 a revert failed.
+
+``run_plan`` decides exactly as ``run_apply``'s first round would: the same journal,
+the same state directory, recovery and drift previewed instead of written. It stops
+before the first write.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +21,11 @@ import structlog
 from tuner import exit_codes
 from tuner.core.plan import Plan
 from tuner.engine.executor import Executor, Outcome
-from tuner.engine.planning import Planner, frozen_reason
+from tuner.engine.planning import Planner, decision_context
 from tuner.exporters.report import change_data
-from tuner.journal import view
+from tuner.journal import lock
 from tuner.journal.journal import Journal
+from tuner.journal.view import Preview
 from tuner.model.policy import Policy
 
 log = structlog.get_logger("tuner.engine")
@@ -94,14 +99,13 @@ def run_apply(
         log.warning("journal.corrupt_lines", lines=list(report.journal_skipped))
     report.recovered = executor.recover()
     report.drifted = executor.detect_drift()
-    cooldowns = {p.name: p.guards.cooldown for p in policies}
     for _ in range(rounds):
-        records = journal.read().records
-        ctx = view.context(records, time.time(), cooldowns, frozen_reason(state_dir))
         history = planner.history(sample, policies)
+        ctx = decision_context(journal.read().records, policies, planner.clock(), state_dir)
         plan = planner.decide(history, policies, ctx)
-        if plan.admitted and time.time() - history[-1].taken_at > executor.settings.max_gap:
-            log.warning("plan.stale", age=round(time.time() - history[-1].taken_at, 1))
+        age = planner.clock() - history[-1].taken_at
+        if plan.admitted and age > executor.settings.max_gap:
+            log.warning("plan.stale", age=round(age, 1))
             continue  # stopped between observing and acting: observe again
         report.plans.append(plan)
         if not plan.admitted:
@@ -120,3 +124,57 @@ def run_apply(
                 data["status"] = "held" if change.verdict.decision.value == "hold" else "noop"
                 report.held.append(data)
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """What ``plan`` found: the plan, and what apply would write before it."""
+
+    plan: Plan
+    preview: Preview
+    holder: str | None
+    """Another wg-tuner holding the state directory ("pid N"), or None."""
+    notes: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return self.plan.changed or bool(self.preview.recover)
+
+
+def run_plan(
+    *,
+    planner: Planner,
+    executor: Executor,
+    journal: Journal,
+    policies: Sequence[Policy],
+    state_dir: Path,
+    sample: float,
+) -> DryRun:
+    """Decide as ``run_apply`` would, writing nothing (not even the journal or the lock)."""
+    read = journal.read()
+    holder = lock.holder(state_dir)
+    # A live holder is verifying its own changes: they stand. With nobody holding the
+    # lock, apply's recovery would revert whatever is unverified before planning.
+    preview = Preview(
+        recover=() if holder else tuple(executor.unverified()),
+        drift=tuple(executor.drift_seen()),
+    )
+    history = planner.history(sample, policies)
+    ctx = decision_context(read.records, policies, planner.clock(), state_dir, preview)
+    plan = planner.decide(history, policies, ctx)
+    notes = [*history[-1].errors, *history[-1].notes]
+    if read.skipped:
+        notes.append(f"journal: skipped torn or corrupt lines {list(read.skipped)}")
+    if holder:
+        notes.append(
+            f"another wg-tuner ({holder}) holds {state_dir}: apply would wait for it; "
+            "its unverified changes stand"
+        )
+    for c in preview.recover:
+        notes.append(
+            f"apply would first revert {c.target} {c.desired} -> {c.prior} "
+            f"(change {c.change}: not verified before wg-tuner stopped)"
+        )
+    for d in preview.drift:
+        notes.append(f"apply would record drift on {d.state.target}: {d.reason}")
+    return DryRun(plan, preview, holder, tuple(notes))

@@ -22,12 +22,12 @@ from types import FrameType
 import structlog
 
 from tuner.core.guards import Decision
+from tuner.core.plan import Plan
 from tuner.engine import sdnotify
 from tuner.engine.executor import BatchResult, Executor
-from tuner.engine.planning import Planner, frozen_reason, needs_probes
+from tuner.engine.planning import Planner, decision_context, needs_probes
 from tuner.errors import PolicyError, TunerError
 from tuner.exporters.controller_metrics import ControllerState
-from tuner.journal import view
 from tuner.journal.journal import Journal
 from tuner.model.policy import Policy
 from tuner.model.probe_schedule import due_probes
@@ -134,7 +134,8 @@ class Daemon:
         log.info("policy.reloaded", policies=len(fresh))
         return fresh
 
-    def cycle(self, policies: Sequence[Policy]) -> None:
+    def cycle(self, policies: Sequence[Policy]) -> Plan:
+        """One reconcile step; returns the plan it decided (and acted on, in enforce)."""
         began = time.monotonic()
         prev = self._history[-1] if self._history else None
         snapshot = self.planner.observer.observe()
@@ -153,8 +154,7 @@ class Daemon:
             self._count(self.executor.advance(policies, snapshot, prev))
             self.state.drifts += len(self.executor.detect_drift())
         records = self.journal.read().records
-        cooldowns = {p.name: p.guards.cooldown for p in policies}
-        ctx = view.context(records, self.clock(), cooldowns, frozen_reason(self.state_dir))
+        ctx = decision_context(records, policies, self.clock(), self.state_dir)
         plan = self.planner.decide(list(self._history), policies, ctx)
         self.state.findings = Counter(f.policy for f in plan.findings)
         self.state.held = Counter(
@@ -204,6 +204,7 @@ class Daemon:
             probes=len(snapshot.probes),
             duration_ms=round((time.monotonic() - began) * 1000, 1),
         )
+        return plan
 
     def _remember(self, snapshot: Snapshot) -> None:
         """Keep host counters for the whole history, but per-peer detail only as long as a

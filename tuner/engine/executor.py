@@ -38,7 +38,7 @@ from tuner.journal.journal import (
     Record,
     fold,
 )
-from tuner.journal.view import VERIFICATION_FAILED
+from tuner.journal.view import RECOVERED, VERIFICATION_FAILED, DriftSeen
 from tuner.model.policy import Policy, Verify
 from tuner.model.snapshot import Snapshot
 from tuner.model.target import Target
@@ -204,24 +204,21 @@ class Executor:
                 except (TunerError, OSError, TypeError) as exc:
                     log.warning("change.unpersist_failed", change=change, error=str(exc))
 
-    def recover(self) -> list[Outcome]:
-        """Revert every change the journal shows as intended or applied, newest first."""
+    def unverified(self) -> list[ChangeState]:
+        """Changes the journal shows as intended or applied, newest first."""
         changes = fold(self.journal.read().records)
-        open_ = sorted(
+        return sorted(
             (c for c in changes.values() if c.state in OPEN_STATES),
             key=lambda c: c.first_ts,
             reverse=True,
         )
-        return [
-            self.revert_state(c, "recovered: not verified before wg-tuner stopped") for c in open_
-        ]
 
-    def detect_drift(self) -> list[Outcome]:
-        """Journal every value wg-tuner set and verified that no longer reads back as set.
+    def recover(self) -> list[Outcome]:
+        """Revert every change the journal shows as intended or applied, newest first."""
+        return [self.revert_state(c, RECOVERED) for c in self.unverified()]
 
-        The target is the other writer's from then on: not owned, not rolled back, and
-        touched again only as the policy's ``onDrift`` and the ``contested`` guard allow.
-        """
+    def drift_seen(self) -> list[DriftSeen]:
+        """Every value wg-tuner set and verified that no longer reads back as set (reads only)."""
         changes = fold(self.journal.read().records)
         latest: dict[Target, ChangeState] = {}
         for c in sorted(changes.values(), key=lambda c: c.last_ts):
@@ -246,25 +243,37 @@ class Executor:
                 if gone
                 else f"changed outside wg-tuner: it set {c.desired}, now {now}"
             )
+            out.append(DriftSeen(c, now, reason))
+        return out
+
+    def detect_drift(self) -> list[Outcome]:
+        """Journal every value wg-tuner set and verified that no longer reads back as set.
+
+        The target is the other writer's from then on: not owned, not rolled back, and
+        touched again only as the policy's ``onDrift`` and the ``contested`` guard allow.
+        """
+        out = []
+        for seen in self.drift_seen():
+            c = seen.state
             self.journal.append(
                 DRIFTED,
                 c.change,
                 policy=c.policy,
-                target=target,
+                target=c.target,
                 prior=c.prior,
                 desired=c.desired,
-                reason=reason,
-                extra={"seen": now},
+                reason=seen.reason,
+                extra={"seen": seen.now},
             )
             log.warning(
                 "drift.detected",
                 change=c.change,
                 policy=c.policy,
-                target=str(target),
+                target=str(c.target),
                 ours=c.desired,
-                now=now,
+                now=seen.now,
             )
-            out.append(Outcome.of(c, "drifted", reason))
+            out.append(Outcome.of(c, "drifted", seen.reason))
         return out
 
     def rollback(

@@ -1,13 +1,17 @@
 """Build a Plan from the live host: observe twice, probe where policies need it, decide.
 
 The only side effects are reads and probes; the decision itself is ``core.plan.plan``.
+``decision_context`` is the one way the three modes turn the journal and the state
+directory into what the guards know: ``plan`` calls it on the journal as a real run
+would see it after its first writes (a ``Preview`` of recovery and drift, computed, not
+written), ``apply`` and ``run`` on the journal after making those writes.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
@@ -15,6 +19,9 @@ import structlog
 from tuner.actuators.base import Actuator
 from tuner.core.guards import Decision, PlanContext
 from tuner.core.plan import Plan, plan, with_blocked
+from tuner.journal import view
+from tuner.journal.journal import Record
+from tuner.journal.view import Preview
 from tuner.model.policy import Policy
 from tuner.model.probe_schedule import ProbeSchedule, due_probes
 from tuner.model.rates import rates
@@ -44,6 +51,25 @@ def frozen_reason(state_dir: Path) -> str | None:
     except OSError:
         return f"freeze file {path} exists (unreadable)"
     return f"frozen by {path}" + (f": {text.splitlines()[0][:200]}" if text else "")
+
+
+def decision_context(
+    records: Sequence[Record],
+    policies: Sequence[Policy],
+    now: float,
+    state_dir: Path,
+    preview: Preview | None = None,
+) -> PlanContext:
+    """What the guards know, built the same way for plan, apply and run."""
+    preview = preview or Preview()
+    seq = max((r.seq for r in records), default=0)
+    cooldowns = {p.name: p.guards.cooldown for p in policies}
+    virtual = [*records, *preview.records(now, seq)]
+    ctx = view.context(virtual, now, cooldowns, frozen_reason(state_dir))
+    if preview.recover:
+        # Recovery puts these back first; the plan's "before" is what it puts back.
+        ctx = replace(ctx, assume={c.target: c.prior for c in preview.recover})
+    return ctx
 
 
 @dataclass

@@ -17,8 +17,11 @@ from typing import Any
 from tuner.core.evaluate import Evidence, Finding
 from tuner.core.guards import Decision
 from tuner.core.plan import Plan, ProposedChange
+from tuner.journal.view import RECOVERED, Preview
+from tuner.model.target import Target
 
 SCHEMA = "wg-tuner/plan/v1"
+NO_PREVIEW = Preview()
 
 
 def evidence_data(e: Evidence) -> dict[str, Any]:
@@ -84,30 +87,59 @@ def change_data(c: ProposedChange) -> dict[str, Any]:
     }
 
 
-def diff_data(plan: Plan) -> dict[str, dict[str, str | None]]:
+def _target_key(t: Target) -> str:
+    return f"{t.kind} " + (f"{t.name} peer {t.peer}" if t.peer else t.name)
+
+
+def diff_data(plan: Plan, preview: Preview = NO_PREVIEW) -> dict[str, dict[str, str | None]]:
     before: dict[str, str | None] = {}
     after: dict[str, str | None] = {}
+    for r in preview.recover:
+        before[_target_key(r.target)], after[_target_key(r.target)] = r.desired, r.prior
     for c in plan.admitted:
-        key = f"{c.kind} {target_text(c)}"
-        before[key], after[key] = c.before, c.after
+        key = _target_key(c.target)
+        before.setdefault(key, c.before)
+        after[key] = c.after
     return {"before": before, "after": after}
 
 
-def plan_data(plan: Plan, notes: tuple[str, ...] = ()) -> dict[str, Any]:
+def recovery_data(preview: Preview) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r.change,
+            "policy": r.policy,
+            "kind": r.target.kind,
+            "target": f"{r.target.name} peer {r.target.peer}" if r.target.peer else r.target.name,
+            "before": r.desired,
+            "after": r.prior,
+            "reason": RECOVERED,
+        }
+        for r in preview.recover
+    ]
+
+
+def plan_data(
+    plan: Plan, notes: tuple[str, ...] = (), preview: Preview = NO_PREVIEW
+) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
-        "changed": plan.changed,
+        "changed": plan.changed or bool(preview.recover),
         "netns": plan.netns,
         "observed_at": plan.taken_at,
         "findings": [finding_data(f) for f in plan.findings],
         "changes": [change_data(c) for c in plan.changes],
-        "diff": diff_data(plan),
+        "recovery": recovery_data(preview),
+        "drift": [
+            {"id": d.state.change, "target": str(d.state.target), "reason": d.reason}
+            for d in preview.drift
+        ],
+        "diff": diff_data(plan, preview),
         "notes": list(notes),
     }
 
 
-def render_json(plan: Plan, notes: tuple[str, ...] = ()) -> str:
-    return json.dumps(plan_data(plan, notes), indent=2, sort_keys=True) + "\n"
+def render_json(plan: Plan, notes: tuple[str, ...] = (), preview: Preview = NO_PREVIEW) -> str:
+    return json.dumps(plan_data(plan, notes, preview), indent=2, sort_keys=True) + "\n"
 
 
 def _evidence_text(evidence: tuple[Evidence, ...]) -> str:
@@ -168,11 +200,11 @@ def _lines(plan: Plan, notes: tuple[str, ...]) -> Iterator[str]:
     yield f"{len(plan.admitted)} change(s) would be applied, {held} held or no-op"
 
 
-def render_text(plan: Plan, notes: tuple[str, ...] = ()) -> str:
+def render_text(plan: Plan, notes: tuple[str, ...] = (), preview: Preview = NO_PREVIEW) -> str:
     return "\n".join(_lines(plan, notes)) + "\n"
 
 
-def render_markdown(plan: Plan, notes: tuple[str, ...] = ()) -> str:
+def render_markdown(plan: Plan, notes: tuple[str, ...] = (), preview: Preview = NO_PREVIEW) -> str:
     out = [
         f"### wg-tuner plan — `{plan.netns}`",
         "",

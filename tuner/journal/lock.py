@@ -53,3 +53,25 @@ class StateLock:
         if self.fd is not None:
             os.close(self.fd)  # closing releases the flock
             self.fd = None
+
+
+def holder(state_dir: Path) -> str | None:
+    """Who holds the state lock right now ("pid N", or "unknown"), or None when nobody
+    does. Reads only: a missing lock file is a free lock and is not created."""
+    path = state_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"unknown ({exc.strerror})"
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return f"pid {pid}" if pid.isdigit() else "unknown"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -1,8 +1,13 @@
-"""What the guards need from the journal (pure): pending, owned, cooldowns, failures."""
+"""What the guards need from the journal (pure): pending, owned, cooldowns, failures.
+
+``Preview`` holds what a real run would journal before it plans (recovery's reverts,
+drift), so a dry-run folds the same records into the same context without writing.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from tuner.core.guards import PlanContext
@@ -15,17 +20,72 @@ from tuner.journal.journal import (
     REVERT_FAILED,
     REVERTED,
     VERIFIED,
+    ChangeState,
     Record,
     fold,
 )
 from tuner.model.target import Target
 
 VERIFICATION_FAILED = "verification failed"
+RECOVERED = "recovered: not verified before wg-tuner stopped"
 CONTEST_WINDOW = 86400.0
 """Two drifts of one target within this long (a day) mark it contested."""
 CONTEST_BACKOFF = 3600.0
 """Hands off a contested target this long, doubling with each further drift inside
 the window (at most the window)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DriftSeen:
+    """A verified value that reads back different (``now``; None when the target is gone)."""
+
+    state: ChangeState
+    now: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What a real run journals before it plans, computed without writing: the reverts
+    its recovery would make and the drift it would record."""
+
+    recover: tuple[ChangeState, ...] = ()
+    drift: tuple[DriftSeen, ...] = ()
+
+    def records(self, now: float, after_seq: int) -> list[Record]:
+        out = []
+        for c in self.recover:
+            out.append(
+                Record(
+                    0,
+                    now,
+                    REVERTED,
+                    c.change,
+                    c.policy,
+                    c.target,
+                    c.prior,
+                    c.desired,
+                    reason=RECOVERED,
+                    batch=c.batch,
+                )
+            )
+        for d in self.drift:
+            c = d.state
+            out.append(
+                Record(
+                    0,
+                    now,
+                    DRIFTED,
+                    c.change,
+                    c.policy,
+                    c.target,
+                    c.prior,
+                    c.desired,
+                    reason=d.reason,
+                    extra={"seen": d.now},
+                )
+            )
+        return [replace(r, seq=after_seq + n) for n, r in enumerate(out, 1)]
 
 
 def context(
