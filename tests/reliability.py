@@ -30,6 +30,7 @@ SECTIONS = (
     "Concurrency",
     "Drift and contention",
     "Verification noise",
+    "One decision path",
     "Daemon",
     "Remediation",
     "Security",
