@@ -21,6 +21,9 @@ from tuner.actuators.mss import MssClampActuator, NftMss
 from tuner.actuators.mtu import MtuActuator
 from tuner.actuators.sysctl import SysctlActuator
 from tuner.errors import InvalidValue, NotApplicable, NotRevertible
+from tuner.model.checks import POLICY_CHECKS
+from tuner.model.kinds import KINDS as declared_kinds
+from tuner.model.kinds import VALUE_CHECKS
 from tuner.observe.paths import HostPaths
 
 PEER = "CZZ9R+7zfotIs5Bje0Xl7cqdsJb9IDO6OgKiGoXCTD8="
@@ -82,13 +85,15 @@ def make_case(kind: str, tmp_path: Path) -> Case:
 
 
 KINDS = ["mtu", "keepalive", "sysctl", "irq", "rps", "mss"]
+DECLARED = declared_kinds
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_read_after_apply_equals_desired(kind: str, tmp_path: Path) -> None:
     case = make_case(kind, tmp_path)
     assert case.actuator.apply(case.target, case.desired) is True
-    assert case.actuator.same(case.actuator.read(case.target), case.desired)
+    value = DECLARED[case.target.kind].value
+    assert value.same(case.actuator.read(case.target), case.desired)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -127,9 +132,20 @@ def test_applying_the_current_value_writes_nothing(kind: str, tmp_path: Path) ->
 @pytest.mark.parametrize("kind", KINDS)
 def test_health_checks_are_not_empty_and_check_passes(kind: str, tmp_path: Path) -> None:
     case = make_case(kind, tmp_path)
-    checks = case.actuator.health_checks(case.target, case.desired)
+    checks = DECLARED[case.target.kind].health_checks(case.target, case.desired)
     assert checks and all(c.name for c in checks)
+    assert checks[0].name in VALUE_CHECKS
+    assert all(c.name in POLICY_CHECKS for c in checks[1:])
     assert case.actuator.check(case.target) is None
+
+
+def test_every_declared_kind_has_an_actuator_and_nothing_else_does() -> None:
+    from tuner.actuators import registry
+
+    built = registry.build()
+    assert set(built) == set(DECLARED)
+    for name, actuator in built.items():
+        assert actuator.kind == name
 
 
 def test_sysctl_normalised_compare_and_exact_revert(tmp_path: Path) -> None:

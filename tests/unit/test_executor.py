@@ -21,7 +21,6 @@ from tuner.journal import view
 from tuner.journal.journal import APPLIED, INTENDED, REVERT_FAILED, REVERTED, Journal
 from tuner.model.policy import (
     Action,
-    ActionKind,
     Condition,
     Op,
     Policy,
@@ -103,7 +102,7 @@ POLICY = Policy(
     Selector(),
     (Condition("conntrack.fill", Op.GT, 0),),
     True,
-    Action(ActionKind.SYSCTL, value=2, key="net.core.rmem_max"),
+    Action("sysctl", value=2, key="net.core.rmem_max"),
     verify=Verify(settle=0, window=0),
 )
 

@@ -11,7 +11,6 @@ from tuner.core import guards as g
 from tuner.core.guards import Candidate, Decision, PlanContext, judge
 from tuner.model.policy import (
     Action,
-    ActionKind,
     Condition,
     Guards,
     Op,
@@ -34,7 +33,7 @@ def policy(**guards: object) -> Policy:
         selector=Selector(),
         conditions=(Condition("iface.mtu", Op.GT, 0),),
         match_all=True,
-        action=Action(ActionKind.MTU, derive="iface.min_tunnel_mtu", minimum=1280),
+        action=Action("mtu", derive="iface.min_tunnel_mtu", minimum=1280),
         guards=replace(Guards(), **guards),  # type: ignore[arg-type]
     )
 

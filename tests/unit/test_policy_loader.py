@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.conftest import REPO, cli
 from tests.reliability import FigureFn
 from tuner.errors import PolicyError
-from tuner.model.policy import ActionKind, Scope
+from tuner.model.policy import Scope
 from tuner.policy.loader import MAX_FILE_BYTES, load, load_or_raise, load_text
 
 SHIPPED = REPO / "policies"
@@ -40,7 +40,7 @@ def test_shipped_policies_load_with_summary_and_why() -> None:
     for p in policies:
         assert p.summary and len(p.why) > 80, p.name
     stale = next(p for p in policies if p.name == "handshake-stale")
-    assert stale.action.kind is ActionKind.ALERT
+    assert stale.action.kind == "alert"
     assert next(p for p in policies if p.name == "nat-keepalive").scope is Scope.PEER
 
 
@@ -249,3 +249,42 @@ def test_plan_refuses_a_bad_policy_dir_with_the_same_errors(tmp_path: Path) -> N
     assert proc.returncode == 1
     assert "x.yaml:" in proc.stderr and "unknown key 'prio'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_zero_cooldown_means_zero_and_zero_window_is_refused() -> None:
+    (policy,) = load_text(GOOD.replace("cooldown: 15m", "cooldown: 0s"), "p.yaml")[0]
+    assert policy.guards.cooldown == 0.0
+    text = GOOD.replace("window: 20s", "window: 0s")
+    (issue,) = issues_of(text)
+    row = next(n for n, ln in enumerate(text.splitlines(), 1) if "window: 0s" in ln)
+    assert issue.startswith(f"p.yaml:{row}:") and "verifies nothing" in issue
+
+
+@pytest.mark.parametrize(("old", "new"), [("tunnel_passes_tcp", "tunnel_reachable")])
+def test_a_renamed_health_check_is_an_error_naming_the_new_name(old: str, new: str) -> None:
+    text = GOOD.replace("[tunnel_probe_passes, handshakes_fresh]", f"[{old}]")
+    (issue,) = issues_of(text)
+    row = next(n for n, ln in enumerate(text.splitlines(), 1) if old in ln)
+    assert issue.startswith(f"p.yaml:{row}:") and f"it is {new!r} now" in issue
+
+
+def test_an_unknown_health_check_is_an_error_never_a_pass() -> None:
+    (issue,) = issues_of(GOOD.replace("handshakes_fresh]", "peer_is_happy]"))
+    assert "unknown health check 'peer_is_happy'" in issue
+
+
+def test_kind_declarations_drive_the_loader() -> None:
+    base = GOOD.replace("from: iface.min_tunnel_mtu", "set: 1300")
+    assert issues_of(base) == []
+    (issue,) = issues_of(base.replace("set: 1300", "set: 1200"))
+    assert "mtu value: 1200 is outside 1280..65535" in issue
+    (issue,) = issues_of(
+        base.replace("kind: mtu", "kind: irq_affinity")
+        .replace("1300", "all")
+        .replace("    min: 1280\n", "    persist: true\n")
+    )
+    assert "irq_affinity changes cannot be persisted" in issue
+    (issue,) = issues_of(base.replace("kind: mtu", "kind: keepalive").replace("1300", "25"))
+    assert "keepalive actions need scope: peer" in issue
+    (issue,) = issues_of(base.replace("kind: mtu", "kind: sysctl"))
+    assert "a sysctl action needs 'key'" in issue

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tuner.actuators import validate
-from tuner.actuators.base import HealthCheck, Target, Value
+from tuner.actuators.base import Target, Value
 from tuner.errors import InvalidValue, NotRevertible, PermanentActuatorError
 from tuner.model.cpumask import (
     format_cpu_list,
@@ -106,13 +106,3 @@ class IrqAffinityActuator:
         except (PermanentActuatorError, InvalidValue) as exc:
             return str(exc)
         return None
-
-    def same(self, a: Value, b: Value) -> bool:
-        return a == b
-
-    def health_checks(self, target: Target, desired: Value) -> tuple[HealthCheck, ...]:
-        return (
-            HealthCheck("affinity_is", {"target": target.name, "cpus": desired}),
-            HealthCheck("softnet_drops_not_worse", {}),
-            HealthCheck("handshakes_fresh", {}),
-        )

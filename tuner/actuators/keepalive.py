@@ -12,11 +12,12 @@ import base64
 from typing import ClassVar, Protocol
 
 from tuner.actuators import validate
-from tuner.actuators.base import HealthCheck, Target, Value
+from tuner.actuators.base import Target, Value
 from tuner.adapters.uapi import UapiClient, UapiDevice, UapiErrno, b64_to_hex
 from tuner.errors import InvalidValue, ObserveError, PermanentActuatorError
+from tuner.model.kinds import KEEPALIVE
 
-MAX_KEEPALIVE = 65535
+MIN_KEEPALIVE, MAX_KEEPALIVE = KEEPALIVE.bounds or (0, 65535)
 
 
 class WgPort(Protocol):
@@ -118,7 +119,7 @@ class KeepaliveActuator:
         return str(self._current(target))
 
     def apply(self, target: Target, desired: Value) -> bool:
-        seconds = validate.integer(desired, 0, MAX_KEEPALIVE, "persistent keepalive")
+        seconds = validate.integer(desired, MIN_KEEPALIVE, MAX_KEEPALIVE, "persistent keepalive")
         if self._current(target) == seconds:
             return False
         port, ifname, key = self._port(target)
@@ -134,18 +135,6 @@ class KeepaliveActuator:
         except (PermanentActuatorError, InvalidValue) as exc:
             return str(exc)
         return None
-
-    def same(self, a: Value, b: Value) -> bool:
-        return a == b
-
-    def health_checks(self, target: Target, desired: Value) -> tuple[HealthCheck, ...]:
-        return (
-            HealthCheck(
-                "peer_keepalive_is",
-                {"interface": target.name, "peer": target.peer, "seconds": desired},
-            ),
-            HealthCheck("peer_handshake_fresh", {"interface": target.name, "peer": target.peer}),
-        )
 
 
 class WgPortSelector(Protocol):

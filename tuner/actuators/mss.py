@@ -15,7 +15,7 @@ import shutil
 from typing import Any, ClassVar, Protocol
 
 from tuner.actuators import validate
-from tuner.actuators.base import HealthCheck, Target, Value
+from tuner.actuators.base import Target, Value
 from tuner.adapters.nft import NftError, list_table_objects, run_batch
 from tuner.errors import InvalidValue, PermanentActuatorError
 from tuner.model.knobs import NFT_FAMILY, NFT_TABLE
@@ -181,12 +181,3 @@ class MssClampActuator:
         except (InvalidValue, PermanentActuatorError) as exc:
             return str(exc)
         return None
-
-    def same(self, a: Value, b: Value) -> bool:
-        return a == b
-
-    def health_checks(self, target: Target, desired: Value) -> tuple[HealthCheck, ...]:
-        return (
-            HealthCheck("mss_clamp_is", {"interface": target.name, "value": desired}),
-            HealthCheck("tunnel_passes_tcp", {"interface": target.name}),
-        )

@@ -8,11 +8,11 @@ from typing import Any, ClassVar, Protocol
 from pyroute2.netlink.exceptions import NetlinkError
 
 from tuner.actuators import validate
-from tuner.actuators.base import HealthCheck, Target, Value
+from tuner.actuators.base import Target, Value
 from tuner.errors import PermanentActuatorError, TransientActuatorError
+from tuner.model.kinds import MTU
 
-MIN_MTU = 1280
-MAX_MTU = 65535
+MIN_MTU, MAX_MTU = MTU.bounds or (1280, 65535)
 WG_OVERHEAD_V4 = 60
 TRANSIENT = frozenset({11, 16, 105})  # EAGAIN, EBUSY, ENOBUFS
 
@@ -105,13 +105,3 @@ class MtuActuator:
         except PermanentActuatorError as exc:
             return str(exc)
         return None
-
-    def same(self, a: Value, b: Value) -> bool:
-        return a == b
-
-    def health_checks(self, target: Target, desired: Value) -> tuple[HealthCheck, ...]:
-        return (
-            HealthCheck("link_mtu_is", {"interface": target.name, "mtu": desired}),
-            HealthCheck("tunnel_probe_passes", {"interface": target.name, "size": desired}),
-            HealthCheck("handshakes_fresh", {"interface": target.name}),
-        )

@@ -21,6 +21,7 @@ from pathlib import Path
 from tuner.actuators import validate
 from tuner.actuators.base import Target
 from tuner.errors import InvalidValue, PermanentActuatorError
+from tuner.model.kinds import KEEPALIVE, MTU, SYSCTL
 from tuner.model.knobs import SYSCTL_ALLOWLIST
 
 SYSCTL_FILE = "etc/sysctl.d/90-wg-tuner.conf"
@@ -107,13 +108,13 @@ class Persistence:
         self.root = root
 
     def persist(self, target: Target, value: str) -> Persisted:
-        if target.kind == "sysctl":
+        if target.kind == SYSCTL.name:
             return self._sysctl(target.name, validate.sysctl_value(value))
-        if target.kind == "mtu":
-            mtu = validate.integer(value, 1280, 65535, "MTU")
+        if target.kind == MTU.name:
+            mtu = validate.integer(value, *(MTU.bounds or (1280, 65535)), "MTU")
             return self._wg_quick(target.name, "Interface", "MTU", f"MTU = {mtu}")
-        if target.kind == "keepalive":
-            seconds = validate.integer(value, 0, 65535, "keepalive")
+        if target.kind == KEEPALIVE.name:
+            seconds = validate.integer(value, *(KEEPALIVE.bounds or (0, 65535)), "keepalive")
             return self._wg_quick(
                 target.name,
                 f"Peer:{target.peer}",

@@ -1,4 +1,4 @@
-"""One line per kind: the real actuators for this host."""
+"""One line per kind declared in ``tuner.model.kinds``: the real actuators for this host."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from tuner.actuators.mtu import MtuActuator, NetlinkLinks
 from tuner.actuators.sysctl import SysctlActuator
 from tuner.adapters.uapi import UapiClient
 from tuner.observe.paths import HostPaths
-
-KINDS = ("mtu", "keepalive", "sysctl", "irq_affinity", "mss_clamp")
 
 
 def build(paths: HostPaths | None = None) -> dict[str, Actuator]:
@@ -40,10 +38,11 @@ def build(paths: HostPaths | None = None) -> dict[str, Actuator]:
         def replace(self, settings: dict[str, str]) -> None:
             self._backend().replace(settings)
 
-    return {
-        "mtu": MtuActuator(NetlinkLinks()),
-        "keepalive": KeepaliveActuator(wg_port),
-        "sysctl": SysctlActuator(paths),
-        "irq_affinity": IrqAffinityActuator(paths),
-        "mss_clamp": MssClampActuator(LazyMss()),
-    }
+    actuators: tuple[Actuator, ...] = (
+        MtuActuator(NetlinkLinks()),
+        KeepaliveActuator(wg_port),
+        SysctlActuator(paths),
+        IrqAffinityActuator(paths),
+        MssClampActuator(LazyMss()),
+    )
+    return {a.kind: a for a in actuators}

@@ -6,11 +6,11 @@ import os
 from typing import ClassVar
 
 from tuner.actuators import validate
-from tuner.actuators.base import HealthCheck, Target, Value
+from tuner.actuators.base import Target, Value
 from tuner.errors import InvalidValue, NotApplicable, PermanentActuatorError
+from tuner.model.kinds import SYSCTL
 from tuner.model.knobs import INITIAL_NETNS_ONLY, SYSCTL_ALLOWLIST
 from tuner.observe.paths import HostPaths
-from tuner.observe.procfs import normalise_sysctl
 
 
 class SysctlActuator:
@@ -46,7 +46,7 @@ class SysctlActuator:
 
     def apply(self, target: Target, desired: Value) -> bool:
         value = validate.sysctl_value(desired)
-        if self.same(self.read(target), value):
+        if SYSCTL.value.same(self.read(target), value):
             return False
         self._write(target, value)
         return True
@@ -72,15 +72,3 @@ class SysctlActuator:
             )
             return f"{target.name} is {where}"
         return None
-
-    def same(self, a: Value, b: Value) -> bool:
-        if a is None or b is None:
-            return a is b
-        return normalise_sysctl(a) == normalise_sysctl(b)
-
-    def health_checks(self, target: Target, desired: Value) -> tuple[HealthCheck, ...]:
-        return (
-            HealthCheck("sysctl_is", {"key": target.name, "value": desired}),
-            HealthCheck("udp_errors_not_worse", {}),
-            HealthCheck("handshakes_fresh", {}),
-        )

@@ -14,6 +14,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from tuner.model.kinds import KINDS
 from tuner.model.policy import OnDrift, Policy
 from tuner.model.target import Target
 
@@ -37,11 +38,6 @@ class Verdict:
 
 
 ADMIT = Verdict(Decision.ADMIT)
-
-KIND_BOUNDS: dict[str, tuple[int, int]] = {
-    "mtu": (1280, 65535),
-    "keepalive": (0, 65535),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +95,7 @@ def _number(value: str | None) -> float | None:
 
 
 def noop(c: Candidate, ctx: PlanContext) -> Verdict | None:
-    if c.before == c.after or (
-        _number(c.before) is not None and _number(c.before) == _number(c.after)
-    ):
+    if KINDS[c.target.kind].value.same(c.before, c.after):
         return Verdict(Decision.NOOP, "noop", f"already {c.after}")
     return None
 
@@ -111,7 +105,7 @@ def bounds(c: Candidate, ctx: PlanContext) -> Verdict | None:
     if after is None:
         return None
     action = c.policy.action
-    kind_low, kind_high = KIND_BOUNDS.get(c.target.kind, (None, None))
+    kind_low, kind_high = KINDS[c.target.kind].bounds or (None, None)
     lows = [x for x in (kind_low, action.minimum) if x is not None]
     highs = [x for x in (kind_high, action.maximum) if x is not None]
     if lows and after < max(lows):
@@ -123,8 +117,9 @@ def bounds(c: Candidate, ctx: PlanContext) -> Verdict | None:
 
 def revertible(c: Candidate, ctx: PlanContext) -> Verdict | None:
     reason = ctx.blocked.get(c.target)
-    if c.before is None and c.target.kind == "sysctl":
-        reason = reason or f"{c.target.name} does not exist in this network namespace"
+    absent = KINDS[c.target.kind].absent
+    if c.before is None and absent:
+        reason = reason or f"{c.target.name} {absent}"
     return Verdict(Decision.HOLD, "revertible", reason) if reason else None
 
 

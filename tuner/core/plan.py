@@ -17,8 +17,8 @@ from types import MappingProxyType
 from tuner.core.evaluate import Evidence, Finding, evaluate, points
 from tuner.core.guards import Candidate, Decision, PlanContext, Verdict, judge
 from tuner.core.metrics import Point, value
-from tuner.model.mss import settings_from_canonical
-from tuner.model.policy import Action, ActionKind, Policy
+from tuner.model.kinds import ALERT, KINDS
+from tuner.model.policy import Action, Policy
 from tuner.model.probe import MtuProbe
 from tuner.model.snapshot import Snapshot
 from tuner.model.target import Target
@@ -106,35 +106,13 @@ def _targets(
     policy: Policy, finding: Finding, snapshot: Snapshot
 ) -> list[tuple[Target, str | None]]:
     """(target, current value) pairs a finding's action touches."""
-    action = policy.action
     iface = snapshot.interface(finding.interface) if finding.interface else None
-    kind = action.kind
-    if kind is ActionKind.MTU and iface is not None:
-        return [(Target("mtu", iface.name), str(iface.link.mtu))]
-    if kind is ActionKind.KEEPALIVE and iface is not None and finding.peer:
-        peer = next((p for p in iface.peers if p.public_key == finding.peer), None)
-        if peer is not None:
-            return [
-                (Target("keepalive", iface.name, peer.public_key), str(peer.persistent_keepalive))
-            ]
-    if kind is ActionKind.SYSCTL and action.key:
-        return [(Target("sysctl", action.key), snapshot.knobs.sysctls.get(action.key))]
-    if kind is ActionKind.MSS_CLAMP and iface is not None:
-        current = settings_from_canonical(snapshot.knobs.nft_table).get(iface.name)
-        return [(Target("mss_clamp", iface.name), current)]
-    if kind is ActionKind.IRQ_AFFINITY:
-        devices = set(iface.underlays) if iface else {u.name for u in snapshot.underlays}
-        return [
-            (Target("irq_affinity", queue), mask)
-            for queue, mask in sorted(snapshot.knobs.rps_cpus.items())
-            if queue.split("/", 1)[0] in devices
-        ]
-    return []
-
-
-def _all_cpus(snapshot: Snapshot) -> str:
-    cpus = sorted(c.cpu for c in snapshot.host.cpus)
-    return f"{cpus[0]}-{cpus[-1]}" if len(cpus) > 1 else (str(cpus[0]) if cpus else "0")
+    peer = (
+        next((p for p in iface.peers if p.public_key == finding.peer), None)
+        if iface is not None and finding.peer
+        else None
+    )
+    return KINDS[policy.action.kind].targets(policy.action, snapshot, iface, peer)
 
 
 def propose(
@@ -151,14 +129,14 @@ def propose(
     out = []
     for finding in findings:
         policy = by_name[finding.policy]
-        if policy.action.kind is ActionKind.ALERT:
+        if policy.action.kind == ALERT:
             continue
+        kind = KINDS[policy.action.kind]
         for target, seen in _targets(policy, finding, snapshot):
             current = assume.get(target, seen)
-            if policy.action.kind is ActionKind.IRQ_AFFINITY and policy.action.value == "all":
-                desired: str | None = _all_cpus(snapshot)
-            else:
-                desired = _desired(policy.action, current, point, finding, snapshot)
+            desired = _desired(policy.action, current, point, finding, snapshot)
+            if desired is not None and kind.resolve is not None:
+                desired = kind.resolve(desired, snapshot)
             out.append((policy, finding, target, current, desired))
     return out
 
@@ -204,11 +182,9 @@ def plan(history: Sequence[Snapshot], policies: Sequence[Policy], ctx: PlanConte
             priority=policy.priority,
             verdict=verdict,
             persist=policy.action.persist,
-            probes=tuple(
-                p
-                for p in snapshot.probes
-                if p.interface == target.name and target.kind in ("mtu", "mss_clamp")
-            ),
+            probes=tuple(p for p in snapshot.probes if p.interface == target.name)
+            if KINDS[target.kind].probe_evidence
+            else (),
         )
         if winner is None:
             winners[target] = change

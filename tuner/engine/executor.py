@@ -39,6 +39,7 @@ from tuner.journal.journal import (
     fold,
 )
 from tuner.journal.view import RECOVERED, VERIFICATION_FAILED, DriftSeen
+from tuner.model.kinds import KINDS
 from tuner.model.policy import Policy, Verify
 from tuner.model.snapshot import Snapshot
 from tuner.model.target import Target
@@ -236,7 +237,7 @@ class Executor:
             except (ActuatorError, OSError) as exc:
                 log.warning("drift.unreadable", change=c.change, target=str(target), error=str(exc))
                 continue
-            if not gone and actuator.same(now, c.desired):
+            if not gone and KINDS[target.kind].value.same(now, c.desired):
                 continue
             reason = (
                 f"changed outside wg-tuner: it set {c.desired}, now gone ({gone})"
@@ -322,14 +323,9 @@ class Executor:
     def _checks(
         self, target: Target, desired: str | None, verify: Verify | None
     ) -> list[HealthCheck]:
-        checks = list(self.actuators[target.kind].health_checks(target, desired))
-        seen = {c.name for c in checks}
-        params = (
-            {"interface": target.name} if target.kind in ("mtu", "keepalive", "mss_clamp") else {}
+        return list(
+            KINDS[target.kind].health_checks(target, desired, verify.health if verify else ())
         )
-        extra = verify.health if verify else ()
-        checks += [HealthCheck(n, params) for n in extra if n not in seen]
-        return checks
 
     def start(
         self, plan: Plan, policies: Sequence[Policy], history: Sequence[Snapshot]

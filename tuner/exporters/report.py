@@ -18,6 +18,7 @@ from tuner.core.evaluate import Evidence, Finding
 from tuner.core.guards import Decision
 from tuner.core.plan import Plan, ProposedChange
 from tuner.journal.view import RECOVERED, Preview
+from tuner.model.kinds import KINDS
 from tuner.model.target import Target
 
 SCHEMA = "wg-tuner/plan/v1"
@@ -56,7 +57,7 @@ def change_data(c: ProposedChange) -> dict[str, Any]:
         "policy": c.policy,
         "kind": c.kind,
         "target": target_text(c),
-        "interface": c.target.name if c.kind in ("mtu", "keepalive", "mss_clamp") else None,
+        "interface": c.target.name if KINDS[c.kind].interface else None,
         "peer": c.target.peer or None,
         "before": c.before,
         "after": c.after,

@@ -11,9 +11,8 @@ from collections.abc import Iterator
 
 from tuner.model.probe import MtuProbe, ProbeOutcome
 from tuner.model.rates import PeerRate, Rates
-from tuner.model.snapshot import Peer, Snapshot, WgInterface
+from tuner.model.snapshot import ACTIVE_HANDSHAKE_MAX, Peer, Snapshot, WgInterface
 
-ACTIVE_HANDSHAKE_MAX = 180.0
 """REJECT_AFTER_TIME: an active peer's handshake is never older than this."""
 
 

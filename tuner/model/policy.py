@@ -55,19 +55,10 @@ class Selector:
     """CIDRs; a peer matches when one of its allowed IPs lies inside one of these."""
 
 
-class ActionKind(StrEnum):
-    MTU = "mtu"
-    KEEPALIVE = "keepalive"
-    SYSCTL = "sysctl"
-    IRQ_AFFINITY = "irq_affinity"
-    MSS_CLAMP = "mss_clamp"
-    ALERT = "alert"
-    """No change: the finding is reported (and alerted on) only."""
-
-
 @dataclass(frozen=True, slots=True)
 class Action:
-    kind: ActionKind
+    kind: str
+    """A kind declared in ``tuner.model.kinds`` or ``alert`` (no change, a finding only)."""
     value: int | str | None = None
     """An absolute value (``set``)."""
     step: float | None = None

@@ -26,6 +26,10 @@ class Implementation(StrEnum):
     KERNEL = "kernel"
 
 
+ACTIVE_HANDSHAKE_MAX = 180.0
+"""REJECT_AFTER_TIME: an active peer's handshake is never older than this (seconds)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LinkCounters:
     rx_bytes: int = 0

@@ -36,12 +36,11 @@ from tuner.model.probe import (
     Reachability,
     bisect_mtu,
 )
-from tuner.model.snapshot import Peer, Snapshot, WgInterface
+from tuner.model.snapshot import ACTIVE_HANDSHAKE_MAX, Peer, Snapshot, WgInterface
 from tuner.observe.collector import endpoint_host
 
 log = structlog.get_logger("tuner.probe")
 
-ACTIVE_HANDSHAKE_MAX = 180.0
 SMALL_PACKET = 84
 MIN_TIMEOUT = 0.05
 

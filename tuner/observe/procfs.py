@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from tuner.model.cpumask import normalise_list
+from tuner.model.kinds import normalise_sysctl
 from tuner.model.snapshot import Conntrack, CpuSoftnet, CpuTimes, Interrupt
 from tuner.observe.paths import HostPaths
 
@@ -133,11 +134,6 @@ def read_conntrack(paths: HostPaths) -> Conntrack | None:
         return Conntrack(int(count), int(limit))
     except ValueError:
         return None
-
-
-def normalise_sysctl(text: str) -> str:
-    """Sysctl text compared by value: ``4096\\t131072`` equals ``4096 131072``."""
-    return " ".join(text.split())
 
 
 def read_sysctl(paths: HostPaths, key: str) -> str | None:

@@ -24,10 +24,10 @@ import yaml
 
 from tuner.core.metrics import CATALOGUE, SCOPE_RANK
 from tuner.errors import PolicyError, PolicyIssue
-from tuner.model.knobs import SYSCTL_ALLOWLIST
+from tuner.model.checks import POLICY_CHECKS, RENAMED
+from tuner.model.kinds import ALERT, KINDS, BadValue
 from tuner.model.policy import (
     Action,
-    ActionKind,
     Condition,
     Guards,
     OnDrift,
@@ -44,7 +44,6 @@ MAX_EVENTS = 20_000
 MAX_INT = 2**31 - 1
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 GLOB_RE = re.compile(r"[A-Za-z0-9_.@+*?\[\]!-]{1,15}")
-CPU_LIST_RE = re.compile(r"[0-9]{1,4}(?:-[0-9]{1,4})?(?:,[0-9]{1,4}(?:-[0-9]{1,4})?){0,63}")
 DURATION_RE = re.compile(r"([0-9]{1,7})(s|m|h|d)?")
 WINDOW_RE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
 SAFE_TAGS = {
@@ -56,17 +55,6 @@ SAFE_TAGS = {
     "tag:yaml.org,2002:map",
     "tag:yaml.org,2002:seq",
 }
-HEALTH_CHECKS = frozenset(
-    {
-        "handshakes_fresh",
-        "tunnel_probe_passes",
-        "tunnel_passes_tcp",
-        "symptom_not_worse",
-        "udp_errors_not_worse",
-        "softnet_drops_not_worse",
-        "peer_handshake_fresh",
-    }
-)
 
 
 class Issues:
@@ -325,50 +313,55 @@ def _action(  # noqa: PLR0911 - one early return per kind of mistake, each repor
     )
     if "kind" not in fields:
         return None
-    kind_text = ctx.scalar(fields["kind"])
-    kind = next((k for k in ActionKind if k.value == kind_text), None)
+    name = ctx.scalar(fields["kind"])
+    why = (ctx.text(fields["why"], multiline=True) or "") if "why" in fields else ""
+    modes = [m for m in ("set", "step", "factor", "from") if m in fields]
+    if name == ALERT:
+        if modes:
+            ctx.issues.add(fields[modes[0]], "an alert changes nothing: no value allowed")
+        return Action(ALERT, why=why)
+    kind = KINDS.get(name) if isinstance(name, str) else None
     if kind is None:
         ctx.issues.add(
             fields["kind"],
-            f"unknown action kind {kind_text!r}",
-            "one of " + ", ".join(k.value for k in ActionKind),
+            f"unknown action kind {str(name)[:40]!r}",
+            "one of " + ", ".join([*KINDS, ALERT]),
         )
         return None
-    modes = [m for m in ("set", "step", "factor", "from") if m in fields]
-    if kind is ActionKind.ALERT:
-        if modes:
-            ctx.issues.add(fields[modes[0]], "an alert changes nothing: no value allowed")
-        return Action(
-            kind, why=ctx.text(fields["why"], multiline=True) or "" if "why" in fields else ""
-        )
     if len(modes) != 1:
         ctx.issues.add(node, "an action takes exactly one of set, step, factor or from")
         return None
-    if kind is ActionKind.KEEPALIVE and scope is not Scope.PEER:
-        ctx.issues.add(fields["kind"], "keepalive actions need scope: peer")
+    if kind.policy_scope and scope.value != kind.policy_scope:
+        ctx.issues.add(fields["kind"], f"{kind.name} actions need scope: {kind.policy_scope}")
     key = None
-    if kind is ActionKind.SYSCTL:
+    if kind.needs_key:
         if "key" not in fields:
-            ctx.issues.add(node, "a sysctl action needs 'key'")
+            ctx.issues.add(node, f"a {kind.name} action needs 'key'")
             return None
         key = ctx.scalar(fields["key"])
-        if key not in SYSCTL_ALLOWLIST:
+        if key not in kind.keys:
             ctx.issues.add(
                 fields["key"],
-                f"sysctl {str(key)[:60]!r} is not on the allowlist",
+                f"{kind.name} {str(key)[:60]!r} is not on the allowlist",
                 "see docs/actuators.md",
             )
             return None
     elif "key" in fields:
-        ctx.issues.add(fields["key"], "'key' only applies to sysctl actions")
+        ctx.issues.add(fields["key"], f"'key' does not apply to {kind.name} actions")
+    persist = bool(ctx.boolean(fields["persist"], "persist")) if "persist" in fields else False
+    if persist and not kind.persists:
+        ctx.issues.add(fields["persist"], f"{kind.name} changes cannot be persisted")
+        return None
     value: int | str | None = None
     step = None
     factor = False
     derive = None
     mode = modes[0]
     if mode == "set":
-        value = _set_value(ctx, fields["set"], kind)
-        if value is None:
+        try:
+            value = kind.value.parse(ctx.scalar(fields["set"]), kind.bounds)
+        except BadValue as exc:
+            ctx.issues.add(fields["set"], f"{kind.name} value: {exc}", exc.hint)
             return None
     elif mode == "step":
         step = ctx.number(fields["step"], -1e9, 1e9, "step")
@@ -382,7 +375,7 @@ def _action(  # noqa: PLR0911 - one early return per kind of mistake, each repor
         for k in ("min", "max", "offset")
     }
     return Action(
-        kind=kind,
+        kind=kind.name,
         value=value,
         step=step,
         factor=factor,
@@ -391,36 +384,13 @@ def _action(  # noqa: PLR0911 - one early return per kind of mistake, each repor
         key=key,
         minimum=bound["min"],
         maximum=bound["max"],
-        persist=bool(ctx.boolean(fields["persist"], "persist")) if "persist" in fields else False,
-        why=(ctx.text(fields["why"], multiline=True) or "") if "why" in fields else "",
+        persist=persist,
+        why=why,
     )
 
 
 def _offset(ctx: Ctx, fields: dict[str, yaml.Node]) -> int:
     return ctx.integer(fields["offset"], -10000, 10000, "offset") or 0
-
-
-def _set_value(  # noqa: PLR0911 - one return per action kind
-    ctx: Ctx, node: yaml.Node, kind: ActionKind
-) -> int | str | None:
-    if kind is ActionKind.MTU:
-        return ctx.integer(node, 1280, 65535, "MTU")
-    if kind is ActionKind.KEEPALIVE:
-        return ctx.integer(node, 0, 65535, "keepalive")
-    if kind is ActionKind.SYSCTL:
-        return ctx.integer(node, 0, 2**40, "sysctl value")
-    if kind is ActionKind.MSS_CLAMP:
-        raw = ctx.scalar(node)
-        if raw == "pmtu":
-            return "pmtu"
-        return ctx.integer(node, 536, 65495, "MSS")
-    raw = ctx.scalar(node)
-    if raw == "all" or (isinstance(raw, str) and CPU_LIST_RE.fullmatch(raw)):
-        return str(raw)
-    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < 8192:
-        return str(raw)
-    ctx.issues.add(node, f"invalid CPU list {str(raw)[:40]!r}", "'all' or like 0-3,6")
-    return None
 
 
 def _guards(ctx: Ctx, node: yaml.Node | None) -> Guards:
@@ -447,21 +417,17 @@ def _guards(ctx: Ctx, node: yaml.Node | None) -> Guards:
         a, b, c, d = (int(x) for x in m.groups())
         windows.append((a * 60 + b, c * 60 + d))
     defaults = Guards()
+    # A value given and invalid is an issue (nothing loads); zero means zero.
+    cooldown = ctx.duration(f["cooldown"], "cooldown") if "cooldown" in f else None
+    rate = ctx.integer(f["ratePerHour"], 1, 3600, "ratePerHour") if "ratePerHour" in f else None
+    unverified = (
+        ctx.integer(f["maxUnverified"], 1, 100, "maxUnverified") if "maxUnverified" in f else None
+    )
     return Guards(
         max_step=ctx.integer(f["maxStep"], 1, MAX_INT, "maxStep") if "maxStep" in f else None,
-        cooldown=(ctx.duration(f["cooldown"], "cooldown") or defaults.cooldown)
-        if "cooldown" in f
-        else defaults.cooldown,
-        rate_per_hour=(
-            ctx.integer(f["ratePerHour"], 1, 3600, "ratePerHour") or defaults.rate_per_hour
-        )
-        if "ratePerHour" in f
-        else defaults.rate_per_hour,
-        max_unverified=(
-            ctx.integer(f["maxUnverified"], 1, 100, "maxUnverified") or defaults.max_unverified
-        )
-        if "maxUnverified" in f
-        else defaults.max_unverified,
+        cooldown=defaults.cooldown if cooldown is None else cooldown,
+        rate_per_hour=defaults.rate_per_hour if rate is None else rate,
+        max_unverified=defaults.max_unverified if unverified is None else unverified,
         windows=tuple(windows),
         on_drift=on_drift,
     )
@@ -474,20 +440,28 @@ def _verify(ctx: Ctx, node: yaml.Node | None) -> Verify:
     health = []
     for n in ctx.sequence(f["health"], "health", 16) if "health" in f else []:
         name = ctx.scalar(n)
-        if name not in HEALTH_CHECKS:
+        if isinstance(name, str) and name in RENAMED:
+            ctx.issues.add(
+                n,
+                f"health check {name!r} was renamed: it is {RENAMED[name]!r} now",
+                POLICY_CHECKS[RENAMED[name]],
+            )
+        elif name not in POLICY_CHECKS:
             ctx.issues.add(
                 n,
                 f"unknown health check {str(name)[:40]!r}",
-                "one of " + ", ".join(sorted(HEALTH_CHECKS)),
+                "one of " + ", ".join(sorted(POLICY_CHECKS)),
             )
         else:
             health.append(str(name))
     d = Verify()
-    return Verify(
-        settle=(ctx.duration(f["settle"], "settle") if "settle" in f else d.settle) or 0.0,
-        window=(ctx.duration(f["window"], "window") if "window" in f else d.window) or d.window,
-        health=tuple(health),
-    )
+    settle = ctx.duration(f["settle"], "settle") if "settle" in f else d.settle
+    window = ctx.duration(f["window"], "window") if "window" in f else d.window
+    if window == 0:
+        ctx.issues.add(
+            f["window"], "a verification window of 0s verifies nothing", "at least 1s, like 30s"
+        )
+    return Verify(settle=settle or 0.0, window=window or d.window, health=tuple(health))
 
 
 def _policy(ctx: Ctx, root: yaml.Node, source: str) -> Policy | None:

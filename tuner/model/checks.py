@@ -1,0 +1,59 @@
+"""Health checks by name: what each one checks, and the value each kind reads back (pure).
+
+A policy's ``verify.health`` may name any check in ``POLICY_CHECKS``; the loader refuses
+every other name with file:line:col (a renamed check says what it is called now). The
+``*_is`` checks read the changed value back and are declared by the kinds themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+def _frozen() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """A named condition the verifier evaluates after a change (values are plain data)."""
+
+    name: str
+    params: Mapping[str, object] = field(default_factory=_frozen)
+
+
+POLICY_CHECKS: Mapping[str, str] = MappingProxyType(
+    {
+        "handshakes_fresh": "every peer of the interface has a handshake younger than 180 s, "
+        "or its tunnel address answers a small echo",
+        "peer_handshake_fresh": "the changed peer's handshake is younger than 180 s, or its "
+        "tunnel address answers a small echo",
+        "tunnel_reachable": "a small DF echo through the tunnel is answered",
+        "tunnel_probe_passes": "a DF echo of the new MTU's size through the tunnel is answered",
+        "udp_errors_not_worse": "Udp InErrors + RcvbufErrors + SndbufErrors grow no faster "
+        "than before the change",
+        "softnet_drops_not_worse": "softnet drops (all CPUs) grow no faster than before",
+    }
+)
+"""Checks a policy may name in ``verify.health``, with what each checks."""
+
+RENAMED: Mapping[str, str] = MappingProxyType(
+    {
+        "tunnel_passes_tcp": "tunnel_reachable",
+        "symptom_not_worse": "udp_errors_not_worse",
+    }
+)
+"""Old names that said something else than what they check."""
+
+NOT_WORSE: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType(
+    {
+        "udp_errors_not_worse": (
+            ("Udp", "RcvbufErrors"),
+            ("Udp", "SndbufErrors"),
+            ("Udp", "InErrors"),
+        ),
+    }
+)
+"""Rate checks on /proc/net/snmp counters: check -> (protocol, counter) summed."""
