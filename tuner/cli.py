@@ -36,7 +36,7 @@ from tuner.exporters.controller_metrics import (
 from tuner.exporters.metrics import render, write_textfile
 from tuner.exporters.snapshot_json import snapshot_to_data
 from tuner.exporters.status import render_text
-from tuner.journal.journal import FREEZE_CLEARED, Journal
+from tuner.journal.journal import FREEZE_CLEARED, Cause, Journal
 from tuner.journal.lock import StateLock
 from tuner.model.probe_schedule import ProbeSchedule
 from tuner.model.rates import rates
@@ -349,7 +349,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         executor = _executor(args, journal)
         recovered = executor.recover()
         if args.clear_freeze:
-            journal.append(FREEZE_CLEARED, "freeze", reason="cleared by operator")
+            journal.append(
+                FREEZE_CLEARED, "freeze", reason="cleared by operator", code=Cause.OPERATOR
+            )
             print("freeze cleared")
         outcomes = executor.rollback(change=args.id, last=args.last, everything=args.all)
     data = [o.data() for o in recovered + outcomes]

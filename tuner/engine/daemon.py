@@ -28,7 +28,7 @@ from tuner.engine.executor import BatchResult, Executor
 from tuner.engine.planning import Planner, decision_context, needs_probes
 from tuner.errors import PolicyError, TunerError
 from tuner.exporters.controller_metrics import ControllerState
-from tuner.journal.journal import Journal
+from tuner.journal.journal import Cause, Journal
 from tuner.model.policy import Policy
 from tuner.model.probe_schedule import due_probes
 from tuner.model.rates import rates
@@ -244,5 +244,6 @@ class Daemon:
             self._count(self.executor.advance(policies, self.planner.observer.observe(), prev))
             time.sleep(min(1.0, self.executor.settings.interval))
         for state, _ in sorted(self.executor.pending(), key=lambda p: p[1].seq, reverse=True):
-            out = self.executor.revert_state(state, "reverted at shutdown: not verified in time")
+            why = "reverted at shutdown: not verified in time"
+            out = self.executor.revert_state(state, Cause.SHUTDOWN, why)
             self.state.changes[(out.kind, out.status)] += 1

@@ -21,6 +21,7 @@ import structlog
 
 from tuner.actuators.base import Actuator, HealthCheck
 from tuner.actuators.persist import Persisted, Persistence
+from tuner.core import verify
 from tuner.core.plan import Plan, ProposedChange
 from tuner.engine.health import VALUE_CHECKS, CheckResult, Health
 from tuner.errors import ActuatorError, NotRevertible, PermanentActuatorError, TunerError
@@ -33,6 +34,7 @@ from tuner.journal.journal import (
     REVERT_FAILED,
     REVERTED,
     VERIFIED,
+    Cause,
     ChangeState,
     Journal,
     Record,
@@ -150,7 +152,9 @@ class Executor:
     _last_step: float | None = None
 
     # -- recovery and rollback ------------------------------------------------------
-    def revert_state(self, state: ChangeState, reason: str, batch: str = "") -> Outcome:
+    def revert_state(
+        self, state: ChangeState, code: Cause, reason: str, batch: str = ""
+    ) -> Outcome:
         actuator = self.actuators[state.target.kind]
         common = {
             "policy": state.policy,
@@ -163,7 +167,9 @@ class Executor:
             actuator.revert(state.target, state.prior)
             _fault_point("reverting")
         except TunerError as exc:
-            self.journal.append(REVERT_FAILED, state.change, reason=str(exc), **common)
+            self.journal.append(
+                REVERT_FAILED, state.change, reason=str(exc), code=Cause.REVERT_ERROR, **common
+            )
             log.error(
                 "change.revert_failed",
                 change=state.change,
@@ -171,7 +177,7 @@ class Executor:
                 error=str(exc),
             )
             return Outcome.of(state, "revert_failed", str(exc), undo=True)
-        self.journal.append(REVERTED, state.change, reason=reason, **common)
+        self.journal.append(REVERTED, state.change, reason=reason, code=code, **common)
         self._unpersist(state.change)
         log.warning("change.reverted", change=state.change, target=str(state.target), reason=reason)
         return Outcome.of(state, "reverted", reason, undo=True)
@@ -216,7 +222,7 @@ class Executor:
 
     def recover(self) -> list[Outcome]:
         """Revert every change the journal shows as intended or applied, newest first."""
-        return [self.revert_state(c, RECOVERED) for c in self.unverified()]
+        return [self.revert_state(c, Cause.RECOVERED, RECOVERED) for c in self.unverified()]
 
     def drift_seen(self) -> list[DriftSeen]:
         """Every value wg-tuner set and verified that no longer reads back as set (reads only)."""
@@ -259,6 +265,7 @@ class Executor:
             self.journal.append(
                 DRIFTED,
                 c.change,
+                code=Cause.DRIFT,
                 policy=c.policy,
                 target=c.target,
                 prior=c.prior,
@@ -307,7 +314,7 @@ class Executor:
                     latest.first_ts,
                     latest.last_ts,
                 )
-                out.append(self.revert_state(state, "rollback --all"))
+                out.append(self.revert_state(state, Cause.ROLLBACK, "rollback --all"))
             return out
         if change is not None:
             selected = [c for c in kept if c.change == change or c.change.startswith(change)]
@@ -317,7 +324,7 @@ class Executor:
         else:
             selected = []
         selected.sort(key=lambda c: c.first_ts, reverse=True)
-        return [self.revert_state(c, "rollback requested") for c in selected]
+        return [self.revert_state(c, Cause.ROLLBACK, "rollback requested") for c in selected]
 
     # -- apply ----------------------------------------------------------------------
     def _checks(
@@ -392,7 +399,9 @@ class Executor:
             try:
                 actuator.apply(change.target, change.after)
             except NotRevertible as exc:
-                self.journal.append(NOT_REVERTIBLE, run_id, reason=str(exc), **common)
+                self.journal.append(
+                    NOT_REVERTIBLE, run_id, reason=str(exc), code=Cause.KERNEL_REFUSED, **common
+                )
                 result.outcomes.append(
                     Outcome(
                         run_id,
@@ -420,13 +429,11 @@ class Executor:
                     now,
                     now,
                 )
-                result.rolled_back.append(self.revert_state(state, f"apply failed: {exc}", batch))
+                failed = self.revert_state(state, Cause.APPLY_FAILED, f"apply failed: {exc}", batch)
+                result.rolled_back.append(failed)
                 for undo in reversed(done):
-                    result.rolled_back.append(
-                        self.revert_state(
-                            undo, "rolled back: a later change of its batch failed", batch
-                        )
-                    )
+                    why = "rolled back: a later change of its batch failed"
+                    result.rolled_back.append(self.revert_state(undo, Cause.WITH_BATCH, why, batch))
                 result.revert_failed = any(o.status == "revert_failed" for o in result.rolled_back)
                 return None
             now = self.clock()
@@ -479,13 +486,14 @@ class Executor:
         members: list[tuple[ChangeState, Record]],
         result: BatchResult,
         *,
-        reasons: Mapping[str, str],
-        default: str,
+        reasons: Mapping[str, tuple[Cause, str]],
+        default: tuple[Cause, str],
         reports: Mapping[str, list[dict[str, Any]]],
     ) -> None:
-        """Revert a batch newest first (reason per change id, else ``default``)."""
+        """Revert a batch newest first (cause and reason per change id, else ``default``)."""
         for state, _ in sorted(members, key=lambda m: m[1].seq, reverse=True):
-            out = self.revert_state(state, reasons.get(state.change, default), batch)
+            code, reason = reasons.get(state.change, default)
+            out = self.revert_state(state, code, reason, batch)
             out.checks = list(reports.get(state.change, []))
             result.rolled_back.append(out)
             result.outcomes.append(out)
@@ -497,9 +505,7 @@ class Executor:
         """One verification step for every pending change: keep, wait, or roll back.
 
         Verification is a journal state: this never blocks, the next call continues.
-        A gate check failing ``grace`` seconds in a row rolls back the change's whole
-        batch in reverse order; a check that has just failed when the window ends holds
-        the verdict until it passes again or has failed for the whole grace.
+        The checks run here (I/O); ``core.verify`` judges them.
         """
         result = BatchResult()
         by_name = {p.name: p for p in policies}
@@ -509,83 +515,84 @@ class Executor:
         batches: dict[str, list[tuple[ChangeState, Record]]] = {}
         for state, record in self.pending():
             batches.setdefault(state.batch, []).append((state, record))
-        for batch, members in batches.items():
-            if gap > self.settings.max_gap and any(
-                now - gap < (r.deadline or 0) for _, r in members
-            ):
+        for batch, entries in batches.items():
+            members = [
+                verify.Member(s.change, r.verify_after or 0.0, r.deadline or 0.0)
+                for s, r in entries
+            ]
+            if verify.stalled(members, now, gap, self.settings.max_gap):
                 # The window ran (partly) while nobody watched: a check now would
                 # commit a verdict on stale evidence. Undo; the next cycle re-plans.
                 why = f"not verified: wg-tuner was stalled {gap:.0f} s during the window"
                 log.warning("verification.stalled", batch=batch, gap=round(gap, 1))
-                self._undo_batch(batch, members, result, reasons={}, default=why, reports={})
-                continue
-            failing: list[str] = []
-            culprits: set[str] = set()
-            due = all(now >= (r.deadline or 0) for _, r in members)
-            unsettled = False
-            reports: dict[str, list[dict[str, Any]]] = {}
-            for state, record in members:
-                if now < (record.verify_after or 0):
-                    continue
-                policy = by_name.get(state.policy)
-                checks = self._checks(
-                    state.target, state.desired, policy.verify if policy else None
-                )
-                gates = set(record.extra.get("gates", ()))
-                values = record.extra.get("baseline", {})
-                reports[state.change] = []
-                for check in checks:
-                    base = CheckResult(check.name, True, "baseline", values.get(check.name))
-                    res = self.health.run(
-                        check, state.target, state.desired, snapshot, before, baseline=base
-                    )
-                    _fault_point("verifying")
-                    key = f"{state.change}/{check.name}"
-                    gate = check.name in gates
-                    if res.ok or not gate:
-                        self._failing_since.pop(key, None)
-                    else:
-                        since = self._failing_since.setdefault(key, now)
-                        if now - since >= self.settings.grace:
-                            failing.append(check.name)
-                            culprits.add(state.change)
-                        else:
-                            # One lost probe is noise, not a verdict: at the deadline
-                            # wait for it to pass again or to fail for the whole grace.
-                            unsettled = True
-                    reports[state.change].append(
-                        {"name": check.name, "gate": gate, "passed": res.ok, "detail": res.detail}
-                    )
-            if failing:
-                names = ", ".join(sorted(set(failing)))
-                blamed = dict.fromkeys(culprits, f"{VERIFICATION_FAILED}: {names}")
                 self._undo_batch(
-                    batch,
-                    members,
-                    result,
-                    reasons=blamed,
-                    default="rolled back with its batch",
-                    reports=reports,
+                    batch, entries, result, reasons={}, default=(Cause.STALLED, why), reports={}
                 )
                 continue
-            if due and not unsettled and len(reports) == len(members):
-                for state, _ in members:
-                    persisted = self._persist(state, by_name.get(state.policy))
-                    self.journal.append(
-                        VERIFIED,
-                        state.change,
-                        policy=state.policy,
-                        target=state.target,
-                        prior=state.prior,
-                        desired=state.desired,
-                        batch=batch,
-                        extra={"persisted": persisted} if persisted else {},
-                    )
-                    log.info("change.verified", change=state.change, target=str(state.target))
+            checked = [
+                c
+                for (state, record), member in zip(entries, members, strict=True)
+                if verify.due(member, now)
+                for c in self._run_checks(
+                    state, record, by_name.get(state.policy), snapshot, before
+                )
+            ]
+            verdict = verify.judge(members, checked, now, self.settings.grace, self._failing_since)
+            self._failing_since = dict(verdict.failing_since)
+            reports: dict[str, list[dict[str, Any]]] = {}
+            for c in checked:
+                reports.setdefault(c.change, []).append(
+                    {"name": c.name, "gate": c.gate, "passed": c.passed, "detail": c.detail}
+                )
+            if verdict.step is verify.Step.ROLL_BACK:
+                why = f"{VERIFICATION_FAILED}: {', '.join(verdict.failing)}"
+                blamed = dict.fromkeys(verdict.culprits, (Cause.VERIFICATION_FAILED, why))
+                undo = (Cause.WITH_BATCH, "rolled back with its batch")
+                self._undo_batch(
+                    batch, entries, result, reasons=blamed, default=undo, reports=reports
+                )
+            elif verdict.step is verify.Step.KEEP:
+                for state, _ in entries:
+                    self._keep(state, by_name.get(state.policy), reports.get(state.change, []))
                     result.outcomes.append(
                         Outcome.of(state, "verified", "", reports.get(state.change, []))
                     )
         return result
+
+    def _run_checks(
+        self,
+        state: ChangeState,
+        record: Record,
+        policy: Policy | None,
+        snapshot: Snapshot,
+        before: Snapshot | None,
+    ) -> list[verify.Checked]:
+        gates = set(record.extra.get("gates", ()))
+        values = record.extra.get("baseline", {})
+        out = []
+        for check in self._checks(state.target, state.desired, policy.verify if policy else None):
+            base = CheckResult(check.name, True, "baseline", values.get(check.name))
+            res = self.health.run(
+                check, state.target, state.desired, snapshot, before, baseline=base
+            )
+            _fault_point("verifying")
+            gate = check.name in gates
+            out.append(verify.Checked(state.change, check.name, gate, res.ok, res.detail))
+        return out
+
+    def _keep(self, state: ChangeState, policy: Policy | None, checks: list[Any]) -> None:
+        persisted = self._persist(state, policy)
+        self.journal.append(
+            VERIFIED,
+            state.change,
+            policy=state.policy,
+            target=state.target,
+            prior=state.prior,
+            desired=state.desired,
+            batch=state.batch,
+            extra={"persisted": persisted} if persisted else {},
+        )
+        log.info("change.verified", change=state.change, target=str(state.target))
 
     def apply(
         self, plan: Plan, policies: Sequence[Policy], history: Sequence[Snapshot]

@@ -15,6 +15,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +24,72 @@ from tuner.model.target import Target
 
 JOURNAL_FILE = "journal.jsonl"
 
-INTENDED = "intended"
-APPLIED = "applied"
-VERIFIED = "verified"
-REVERTED = "reverted"
-REVERT_FAILED = "revert_failed"
-NOT_REVERTIBLE = "not_revertible"
-FREEZE_CLEARED = "freeze_cleared"
-DRIFTED = "drifted"
-"""Someone else changed a value wg-tuner had set and verified: it is theirs now."""
+
+class State(StrEnum):
+    """Where a change is. Only ``verified`` keeps it; ``intended``/``applied`` are open."""
+
+    INTENDED = "intended"
+    APPLIED = "applied"
+    VERIFIED = "verified"
+    REVERTED = "reverted"
+    REVERT_FAILED = "revert_failed"
+    NOT_REVERTIBLE = "not_revertible"
+    FREEZE_CLEARED = "freeze_cleared"
+    DRIFTED = "drifted"
+    """Someone else changed a value wg-tuner had set and verified: it is theirs now."""
+
+
+class Cause(StrEnum):
+    """Why a record was written, as a code: guards read this, never the reason's words."""
+
+    NONE = ""
+    VERIFICATION_FAILED = "verification_failed"
+    """A gate check failed for its whole grace: the value itself is to blame."""
+    WITH_BATCH = "with_batch"
+    """Undone because another change of its batch failed."""
+    RECOVERED = "recovered"
+    """Found unverified at start (wg-tuner had stopped)."""
+    STALLED = "stalled"
+    """Its window ran while wg-tuner was not watching."""
+    APPLY_FAILED = "apply_failed"
+    ROLLBACK = "rollback"
+    """An operator's ``rollback``."""
+    SHUTDOWN = "shutdown"
+    """Not verified before the daemon stopped."""
+    DRIFT = "drift"
+    KERNEL_REFUSED = "kernel_refused"
+    REVERT_ERROR = "revert_error"
+    OPERATOR = "operator"
+
+
+INTENDED = State.INTENDED
+APPLIED = State.APPLIED
+VERIFIED = State.VERIFIED
+REVERTED = State.REVERTED
+REVERT_FAILED = State.REVERT_FAILED
+NOT_REVERTIBLE = State.NOT_REVERTIBLE
+FREEZE_CLEARED = State.FREEZE_CLEARED
+DRIFTED = State.DRIFTED
 OPEN_STATES = (INTENDED, APPLIED)
+
+_LEGACY_CAUSES = (
+    ("verification failed", Cause.VERIFICATION_FAILED),
+    ("recovered:", Cause.RECOVERED),
+    ("not verified: wg-tuner was stalled", Cause.STALLED),
+    ("rolled back with its batch", Cause.WITH_BATCH),
+    ("apply failed", Cause.APPLY_FAILED),
+    ("rollback", Cause.ROLLBACK),
+    ("reverted at shutdown", Cause.SHUTDOWN),
+    ("changed outside wg-tuner", Cause.DRIFT),
+)
+"""Journals written before records carried a code: the one place their words are read."""
+
+
+def _legacy_cause(reason: str) -> Cause:
+    for prefix, cause in _LEGACY_CAUSES:
+        if reason.startswith(prefix):
+            return cause
+    return Cause.NONE
 
 
 def _checksum(body: Mapping[str, Any]) -> str:
@@ -57,7 +114,7 @@ def ensure_state_dir(path: Path) -> None:
 class Record:
     seq: int
     ts: float
-    state: str
+    state: State
     change: str
     policy: str = ""
     target: Target | None = None
@@ -68,6 +125,7 @@ class Record:
     reason: str = ""
     batch: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    code: Cause = Cause.NONE
 
 
 def _to_line(record: Record) -> str:
@@ -88,6 +146,8 @@ def _to_line(record: Record) -> str:
         "batch": record.batch,
         "extra": dict(record.extra),
     }
+    if record.code:
+        body["code"] = record.code.value
     body["sum"] = _checksum(body)
     return json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n"
 
@@ -104,10 +164,13 @@ def _from_line(line: str) -> Record | None:
         return None
     t = body.get("target")
     try:
+        state = State(str(body["state"]))
+        reason = str(body.get("reason", ""))
+        code = Cause(body["code"]) if "code" in body else _legacy_cause(reason)
         return Record(
             seq=int(body["seq"]),
             ts=float(body["ts"]),
-            state=str(body["state"]),
+            state=state,
             change=str(body["change"]),
             policy=str(body.get("policy", "")),
             target=None if t is None else Target(str(t["kind"]), str(t["name"]), str(t["peer"])),
@@ -115,9 +178,10 @@ def _from_line(line: str) -> Record | None:
             desired=body.get("desired"),
             verify_after=body.get("verify_after"),
             deadline=body.get("deadline"),
-            reason=str(body.get("reason", "")),
+            reason=reason,
             batch=str(body.get("batch", "")),
             extra=body.get("extra") or {},
+            code=code,
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -170,7 +234,7 @@ class Journal:
         self._seq = max((r.seq for r in records), default=0)
         return ReadResult(tuple(records), tuple(skipped))
 
-    def append(self, state: str, change: str, **fields: Any) -> Record:
+    def append(self, state: State, change: str, **fields: Any) -> Record:
         """Write one record durably (write + fsync) before returning it."""
         if self._seq is None:
             self.read()
@@ -213,11 +277,12 @@ class ChangeState:
     target: Target
     prior: str | None
     desired: str | None
-    state: str
+    state: State
     batch: str
     first_ts: float
     last_ts: float
     reason: str = ""
+    code: Cause = Cause.NONE
 
 
 def fold(records: Iterable[Record]) -> dict[str, ChangeState]:
@@ -238,6 +303,7 @@ def fold(records: Iterable[Record]) -> dict[str, ChangeState]:
                 r.ts,
                 r.ts,
                 r.reason,
+                r.code,
             )
         else:
             out[r.change] = ChangeState(
@@ -251,5 +317,6 @@ def fold(records: Iterable[Record]) -> dict[str, ChangeState]:
                 old.first_ts,
                 r.ts,
                 r.reason,
+                r.code,
             )
     return out

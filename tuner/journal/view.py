@@ -20,6 +20,7 @@ from tuner.journal.journal import (
     REVERT_FAILED,
     REVERTED,
     VERIFIED,
+    Cause,
     ChangeState,
     Record,
     fold,
@@ -67,6 +68,7 @@ class Preview:
                     c.desired,
                     reason=RECOVERED,
                     batch=c.batch,
+                    code=Cause.RECOVERED,
                 )
             )
         for d in self.drift:
@@ -83,6 +85,7 @@ class Preview:
                     c.desired,
                     reason=d.reason,
                     extra={"seen": d.now},
+                    code=Cause.DRIFT,
                 )
             )
         return [replace(r, seq=after_seq + n) for n, r in enumerate(out, 1)]
@@ -130,7 +133,7 @@ def context(
     for r in records:
         if r.state == APPLIED:
             applies.setdefault(r.policy, []).append(r.ts)
-        if r.state == REVERTED and r.reason.startswith(VERIFICATION_FAILED) and r.target:
+        if r.state == REVERTED and r.code is Cause.VERIFICATION_FAILED and r.target:
             until = r.ts + cooldowns.get(r.policy, 600.0)
             cooldown_until[r.policy] = max(until, cooldown_until.get(r.policy, 0.0))
             if r.desired is not None:
