@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability import Recorder
+from tests.schemas import maybe_validate
 from tuner.adapters.uapi import UapiClient
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,6 +90,7 @@ def cli(
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{argv} exited {proc.returncode}: {proc.stderr}")
+    maybe_validate(list(args), proc.stdout)
     return proc
 
 

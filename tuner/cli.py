@@ -38,6 +38,7 @@ from tuner.exporters.snapshot_json import snapshot_to_data
 from tuner.exporters.status import render_text
 from tuner.journal.journal import FREEZE_CLEARED, Cause, Journal
 from tuner.journal.lock import StateLock
+from tuner.model.kinds import typed
 from tuner.model.probe_schedule import ProbeSchedule
 from tuner.model.rates import rates
 from tuner.observe.collector import Observer
@@ -356,7 +357,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         outcomes = executor.rollback(change=args.id, last=args.last, everything=args.all)
     data = [o.data() for o in recovered + outcomes]
     if args.format == "json":
-        print(json.dumps({"rolled_back": data}, indent=2, sort_keys=True))
+        out = {"schema": "wg-tuner/rollback", "schemaVersion": 2, "rolled_back": data}
+        print(json.dumps(out, indent=2, sort_keys=True))
     else:
         _print_outcomes("rolled back", data)
         if not data and not args.clear_freeze:
@@ -375,14 +377,21 @@ def cmd_history(args: argparse.Namespace) -> int:
             "change": r.change,
             "policy": r.policy,
             "target": str(r.target) if r.target else None,
-            "prior": r.prior,
-            "desired": r.desired,
+            "prior": typed(r.target.kind, r.prior) if r.target else r.prior,
+            "desired": typed(r.target.kind, r.desired) if r.target else r.desired,
             "reason": r.reason or None,
+            "code": r.code.value or None,
         }
         for r in result.records
     ]
     if args.format == "json":
-        print(json.dumps({"records": rows, "skipped_lines": list(result.skipped)}, indent=2))
+        out = {
+            "schema": "wg-tuner/history",
+            "schemaVersion": 2,
+            "records": rows,
+            "skipped_lines": list(result.skipped),
+        }
+        print(json.dumps(out, indent=2))
         return EXIT_OK
     for r in rows:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(str(r["ts"]))))

@@ -15,6 +15,7 @@ from tests.conftest import REPO, WG_TUNER
 from tests.helpers.labkeys import lab_secrets
 from tests.hoststate import capture
 from tests.reliability import FigureFn
+from tests.schemas import validate_items
 from tuner.lab.lab import Lab
 
 BIN = Path(sys.executable).parent
@@ -165,3 +166,5 @@ def test_module_result_is_json_with_changes(blackhole: Lab, tmp_path: Path) -> N
     assert result["changed"] is True
     assert result["msg"] == "1 change(s) would be applied"
     assert [c["kind"] for c in result["changes"]] == ["mtu"]
+    validate_items("change", result["changes"], "plan")  # the module returns the schema's
+    validate_items("finding", result["findings"], "plan")

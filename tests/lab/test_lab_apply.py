@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import WG_TUNER, cli
 from tests.hoststate import capture, residual
 from tests.reliability import FigureFn
+from tests.schemas import checked
 from tuner.lab.lab import Lab
 
 FAST = [
@@ -156,7 +157,7 @@ def test_failed_verification_rolls_back_exactly(
     finally:
         lab.fault("down", False)
     assert proc.returncode == 3, err
-    data = json.loads(out)
+    data = checked(out)
     (rolled,) = data["rolled_back"]
     assert rolled["status"] == "reverted" and "verification failed" in rolled["reason"]
     after = capture(a.netns, a.wg)
@@ -292,7 +293,7 @@ def test_sustained_loss_during_a_change_rolls_it_back(
     finally:
         lab.fault("loss", False)
     assert proc.returncode == 3, err
-    (rolled,) = json.loads(out)["rolled_back"]
+    (rolled,) = checked(out)["rolled_back"]
     assert "verification failed" in rolled["reason"]
     left = residual(before, capture(a.netns, a.wg))
     figure(

@@ -37,7 +37,7 @@ def plan(lab: Lab, state: Path, *extra: str) -> tuple[int, dict[str, Any]]:
 def test_healthy_lab_plans_nothing(lab: Lab, tmp_path: Path) -> None:
     code, data = plan(lab, tmp_path, "--detailed-exitcode")
     assert (code, data["changed"], data["changes"]) == (0, False, [])
-    assert data["schema"] == "wg-tuner/plan/v1"
+    assert (data["schema"], data["schemaVersion"]) == ("wg-tuner/plan", 2)
 
 
 def test_blackhole_plan_proposes_a_fitting_mtu_and_changes_nothing(

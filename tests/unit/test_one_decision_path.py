@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from tests.schemas import validate
 from tuner.actuators.base import HealthCheck, Target
 from tuner.core.plan import Plan
 from tuner.engine.apply import run_apply, run_plan
@@ -23,6 +24,7 @@ from tuner.engine.daemon import Daemon
 from tuner.engine.executor import Executor, VerifySettings
 from tuner.engine.health import CheckResult
 from tuner.engine.planning import FREEZE_FILE, Planner
+from tuner.exporters.report import plan_data
 from tuner.journal.journal import (
     APPLIED,
     DRIFTED,
@@ -373,6 +375,8 @@ def test_plan_decides_what_apply_and_the_daemon_decide(case: Case, tmp_path: Pat
         rounds=1,
     )
     assert verdicts(report.plans[0], apply_dir) == verdicts(dry.plan, planned_dir)
+    validate(report.data())
+    validate(plan_data(dry.plan, dry.notes, dry.preview))
     assert [r.change for r in dry.preview.recover] == [o.id for o in report.recovered]
     assert [d.state.change for d in dry.preview.drift] == [o.id for o in report.drifted]
 

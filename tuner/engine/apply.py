@@ -26,6 +26,7 @@ from tuner.exporters.report import change_data
 from tuner.journal import lock
 from tuner.journal.journal import Journal
 from tuner.journal.view import Preview
+from tuner.model.kinds import typed
 from tuner.model.policy import Policy
 
 log = structlog.get_logger("tuner.engine")
@@ -68,15 +69,16 @@ class ApplyReport:
     def data(self) -> dict[str, Any]:
         kept = [o for o in self.changes if o.status == "verified"]
         return {
-            "schema": "wg-tuner/apply/v1",
+            "schema": "wg-tuner/apply",
+            "schemaVersion": 2,
             "changed": self.changed,
             "changes": [o.data() for o in self.changes] + self.held,
             "rolled_back": [o.data() for o in self.rolled_back],
             "recovered": [o.data() for o in self.recovered],
             "drifted": [o.data() for o in self.drifted],
             "diff": {
-                "before": {_key(o): o.before for o in kept},
-                "after": {_key(o): o.after for o in kept},
+                "before": {_key(o): typed(o.kind, o.before) for o in kept},
+                "after": {_key(o): typed(o.kind, o.after) for o in kept},
             },
             "journal_skipped_lines": list(self.journal_skipped),
             "exit_code": self.exit_code,

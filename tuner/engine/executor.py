@@ -41,7 +41,7 @@ from tuner.journal.journal import (
     fold,
 )
 from tuner.journal.view import RECOVERED, VERIFICATION_FAILED, DriftSeen
-from tuner.model.kinds import KINDS
+from tuner.model.kinds import KINDS, typed
 from tuner.model.policy import Policy, Verify
 from tuner.model.snapshot import Snapshot
 from tuner.model.target import Target
@@ -85,6 +85,7 @@ class Outcome:
     status: str
     reason: str = ""
     checks: list[dict[str, Any]] = field(default_factory=list)
+    code: Cause = Cause.NONE
 
     @classmethod
     def of(
@@ -117,10 +118,11 @@ class Outcome:
             "policy": self.policy,
             "kind": self.kind,
             "target": f"{t.name} peer {t.peer}" if t.peer else t.name,
-            "before": self.before,
-            "after": self.after,
+            "before": typed(self.kind, self.before),
+            "after": typed(self.kind, self.after),
             "status": self.status,
             "reason": self.reason or None,
+            "code": self.code.value or None,
             "verification": {
                 "passed": self.status == "verified",
                 "checks": self.checks,
@@ -176,11 +178,15 @@ class Executor:
                 target=str(state.target),
                 error=str(exc),
             )
-            return Outcome.of(state, "revert_failed", str(exc), undo=True)
+            failed = Outcome.of(state, "revert_failed", str(exc), undo=True)
+            failed.code = Cause.REVERT_ERROR
+            return failed
         self.journal.append(REVERTED, state.change, reason=reason, code=code, **common)
         self._unpersist(state.change)
         log.warning("change.reverted", change=state.change, target=str(state.target), reason=reason)
-        return Outcome.of(state, "reverted", reason, undo=True)
+        out = Outcome.of(state, "reverted", reason, undo=True)
+        out.code = code
+        return out
 
     def _persist(self, state: ChangeState, policy: Policy | None) -> dict[str, Any] | None:
         if self.persistence is None or policy is None or not policy.action.persist:

@@ -1,10 +1,13 @@
-"""The Plan as a report: JSON (stable schema), plain text or a table, and Markdown.
+"""The Plan as a report: JSON (a published schema), plain text or a table, and Markdown.
 
-JSON schema ``wg-tuner/plan/v1``: top-level ``changed`` (whether anything would
-change), ``findings[]`` and ``changes[]``; each change has ``id``, ``policy``, ``kind``,
-``target``, ``before``, ``after``, ``reason``, ``evidence[]`` and ``verdict``
-(``decision`` admit|hold|noop, ``guard``, ``reason``, ``until``). ``diff`` holds
-``before``/``after`` maps of the admitted changes, for Ansible's --diff.
+JSON: ``schema`` ``wg-tuner/plan``, ``schemaVersion`` 2 (docs/schemas/plan.schema.json).
+Top level ``changed`` (whether a real run would change anything), ``findings[]``,
+``changes[]``, ``recovery[]`` (what apply's recovery would revert first), ``drift[]``;
+each change has ``id``, ``policy``, ``kind``, ``target``, typed ``before``/``after`` (an
+MTU is a number, a mask a CPU list, a sysctl its kernel text), ``reason``,
+``evidence[]`` and ``verdict`` (``decision`` admit|hold|noop, ``guard``, ``reason``,
+``until``). ``diff`` holds ``before``/``after`` maps of what would change, for Ansible's
+--diff.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from tuner.core.evaluate import Evidence, Finding
 from tuner.core.guards import Decision
 from tuner.core.plan import Plan, ProposedChange
 from tuner.journal.view import RECOVERED, Preview
-from tuner.model.kinds import KINDS
+from tuner.model.kinds import KINDS, Typed, typed
 from tuner.model.target import Target
 
-SCHEMA = "wg-tuner/plan/v1"
+SCHEMA = "wg-tuner/plan"
+SCHEMA_VERSION = 2
 NO_PREVIEW = Preview()
 
 
@@ -59,8 +63,8 @@ def change_data(c: ProposedChange) -> dict[str, Any]:
         "target": target_text(c),
         "interface": c.target.name if KINDS[c.kind].interface else None,
         "peer": c.target.peer or None,
-        "before": c.before,
-        "after": c.after,
+        "before": typed(c.kind, c.before),
+        "after": typed(c.kind, c.after),
         "reason": c.reason,
         "priority": c.priority,
         "persist": c.persist,
@@ -92,15 +96,16 @@ def _target_key(t: Target) -> str:
     return f"{t.kind} " + (f"{t.name} peer {t.peer}" if t.peer else t.name)
 
 
-def diff_data(plan: Plan, preview: Preview = NO_PREVIEW) -> dict[str, dict[str, str | None]]:
-    before: dict[str, str | None] = {}
-    after: dict[str, str | None] = {}
+def diff_data(plan: Plan, preview: Preview = NO_PREVIEW) -> dict[str, dict[str, Typed]]:
+    before: dict[str, Typed] = {}
+    after: dict[str, Typed] = {}
     for r in preview.recover:
-        before[_target_key(r.target)], after[_target_key(r.target)] = r.desired, r.prior
+        key, kind = _target_key(r.target), r.target.kind
+        before[key], after[key] = typed(kind, r.desired), typed(kind, r.prior)
     for c in plan.admitted:
         key = _target_key(c.target)
-        before.setdefault(key, c.before)
-        after[key] = c.after
+        before.setdefault(key, typed(c.kind, c.before))
+        after[key] = typed(c.kind, c.after)
     return {"before": before, "after": after}
 
 
@@ -111,8 +116,8 @@ def recovery_data(preview: Preview) -> list[dict[str, Any]]:
             "policy": r.policy,
             "kind": r.target.kind,
             "target": f"{r.target.name} peer {r.target.peer}" if r.target.peer else r.target.name,
-            "before": r.desired,
-            "after": r.prior,
+            "before": typed(r.target.kind, r.desired),
+            "after": typed(r.target.kind, r.prior),
             "reason": RECOVERED,
         }
         for r in preview.recover
@@ -124,6 +129,7 @@ def plan_data(
 ) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
+        "schemaVersion": SCHEMA_VERSION,
         "changed": plan.changed or bool(preview.recover),
         "netns": plan.netns,
         "observed_at": plan.taken_at,

@@ -64,6 +64,8 @@ class ValueType:
     """A policy's ``set:`` (a YAML scalar) -> canonical text; raises BadValue."""
     normalise: Callable[[str], str]
     render: Callable[[str], Typed]
+    schema: Mapping[str, object]
+    """JSON Schema of a rendered (non-null) value, for the published output schemas."""
 
     def same(self, a: Value, b: Value) -> bool:
         if a is None or b is None:
@@ -110,12 +112,34 @@ def _mss(raw: object, bounds: tuple[int, int] | None) -> str:
     return _integer(raw, bounds)
 
 
-INTEGER = ValueType("integer", _integer, lambda t: t.strip(), _as_int)
-SYSCTL_TEXT = ValueType("sysctl text", _integer, normalise_sysctl, normalise_sysctl)
+def _schema(**kw: object) -> Mapping[str, object]:
+    return MappingProxyType(kw)
+
+
+INTEGER = ValueType("integer", _integer, lambda t: t.strip(), _as_int, _schema(type="integer"))
+SYSCTL_TEXT = ValueType(
+    "sysctl text",
+    _integer,
+    normalise_sysctl,
+    normalise_sysctl,
+    _schema(type="string", pattern="^-?[0-9]+( -?[0-9]+)*$"),
+)
 """Rendered as the kernel's own text: one number, or several separated by spaces."""
-CPU_LIST = ValueType("cpu list", _cpu_list, _normalise_cpus, _normalise_cpus)
+CPU_LIST = ValueType(
+    "cpu list",
+    _cpu_list,
+    _normalise_cpus,
+    _normalise_cpus,
+    _schema(type="string", pattern="^([0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*)?$"),
+)
 """The kernel's list form (``0-3,6``) whatever the file's spelling (a hex mask too)."""
-MSS = ValueType("mss", _mss, lambda t: t.strip(), _as_int)
+MSS = ValueType(
+    "mss",
+    _mss,
+    lambda t: t.strip(),
+    _as_int,
+    _schema(oneOf=[{"type": "integer"}, {"const": "pmtu"}]),
+)
 ALL_CPUS = "all"
 
 
@@ -272,6 +296,12 @@ KINDS: Mapping[str, Kind] = MappingProxyType(
 
 VALUE_CHECKS: frozenset[str] = frozenset(k.value_check for k in KINDS.values())
 """Checks that read a changed value back: they always gate verification."""
+
+
+def typed(kind_name: str, value: Value) -> Typed:
+    """A value as typed JSON for its kind (an MTU is a number, a mask a CPU list)."""
+    declared = KINDS.get(kind_name)
+    return value if declared is None else declared.value.typed(value)
 
 
 def kind(name: str) -> Kind:
