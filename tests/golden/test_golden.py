@@ -42,6 +42,7 @@ def test_golden(name: str) -> None:
     assert got == (folder / "expected.json").read_text(), f"plan changed for {name}"
     data = checked(got)
     assert sorted({f["policy"] for f in data["findings"]}) == sorted(case.findings)
+
     def text(v: object) -> str | None:  # cases spell values as the kernel does
         return None if v is None else str(v)
 

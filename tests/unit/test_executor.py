@@ -332,11 +332,12 @@ def test_daemon_history_keeps_peer_detail_only_as_long_as_needed(tmp_path: Path)
     from dataclasses import replace
 
     from tuner.engine.daemon import Daemon
-    from tuner.model.snapshot import Implementation, Link, WgInterface
+    from tuner.model.snapshot import Implementation, Link, Peer, WgInterface
 
     ex, _, _ = executor(tmp_path)
+    peer = Peer("k" * 43 + "=", None, (), 0.0, 0, 0, 0)
     iface = WgInterface(
-        "wg0", Implementation.KERNEL, None, 1, 0, Link("wg0", 1, "wireguard", 1420, "UP"), ()
+        "wg0", Implementation.KERNEL, None, 1, 0, Link("wg0", 1, "wireguard", 1420, "UP"), (peer,)
     )
     d = Daemon(None, ex, ex.journal, list, tmp_path, interval=10.0)  # type: ignore[arg-type]
     d.set_policies([POLICY])  # host scope only: detail for 3 intervals
@@ -344,8 +345,51 @@ def test_daemon_history_keeps_peer_detail_only_as_long_as_needed(tmp_path: Path)
         d._remember(replace(SNAP, taken_at=float(t), interfaces=(iface,)))
     kept = list(d._history)
     assert kept[-1].taken_at == 1190.0 and kept[0].taken_at >= 1190.0 - 900
-    detailed = [s for s in kept if s.interfaces]
+    detailed = [s for s in kept if s.interfaces[0].peers]
     assert len(detailed) == 4  # the last 30 s
+    assert all(s.interfaces[0].implementation is Implementation.KERNEL for s in kept)
+
+
+def test_a_host_condition_on_interfaces_held_past_the_detail_window_fires_in_both_modes(
+    tmp_path: Path,
+) -> None:
+    """wg.userspace is derived from interfaces: thinning must not turn it into 0."""
+    from dataclasses import replace
+
+    from tuner.core.guards import PlanContext
+    from tuner.core.plan import plan as decide
+    from tuner.engine.daemon import Daemon
+    from tuner.model.snapshot import Implementation, Link, Peer, WgInterface
+    from tuner.policy.loader import load_text
+
+    text = """
+apiVersion: wg-tuner/v1
+kind: Policy
+metadata: {name: userspace-long, summary: s, why: w}
+spec:
+  scope: host
+  when: {all: [{metric: wg.userspace, op: "==", value: 1, for: 120s}]}
+  action: {kind: alert}
+"""
+    (policy,), issues = load_text(text, "p.yaml")
+    assert not issues
+    ex, _, _ = executor(tmp_path)
+    peer = Peer("k" * 43 + "=", None, (), 0.0, 0, 0, 0)
+    link = Link("wg0", 1, "tun", 1420, "UP")
+    iface = WgInterface("wg0", Implementation.USERSPACE, None, 1, 0, link, (peer,))
+    d = Daemon(None, ex, ex.journal, list, tmp_path, interval=10.0)  # type: ignore[arg-type]
+    d.set_policies([policy])  # detail window: 30 s, far shorter than the 120 s hold
+    full = []
+    for t in range(0, 200, 10):
+        snap = replace(SNAP, taken_at=float(t), monotonic=float(t), interfaces=(iface,))
+        full.append(snap)
+        d._remember(snap)
+    assert [s for s in d._history if not s.interfaces[0].peers], "history was thinned"
+    ctx = PlanContext(now=190.0)
+    one_shot = decide(full, [policy], ctx).findings
+    daemon = decide(list(d._history), [policy], ctx).findings
+    assert [f.policy for f in one_shot] == ["userspace-long"]
+    assert daemon == one_shot
 
 
 def test_a_failing_cycle_does_not_end_the_loop(tmp_path: Path) -> None:

@@ -12,15 +12,14 @@ holds the private key: its content is never logged, returned or put in an error.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.actuators import validate
 from tuner.actuators.base import Target
 from tuner.errors import InvalidValue, PermanentActuatorError
+from tuner.files import write_atomic
 from tuner.model.kinds import KEEPALIVE, MTU, SYSCTL
 from tuner.model.knobs import SYSCTL_ALLOWLIST
 
@@ -40,19 +39,8 @@ class Persisted:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Config files keep their mode; a new sysctl.d file is world-readable like its peers.
+    write_atomic(path, text, 0o644, keep_mode=True, dir_mode=0o755)
 
 
 def _section_bounds(lines: list[str], section: str) -> tuple[int, int] | None:

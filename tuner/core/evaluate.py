@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tuner.core.metrics import Point, value
-from tuner.model.policy import Condition, Op, Policy, Scope, Selector
+from tuner.model.policy import Condition, Policy, Scope, Selector
 from tuner.model.snapshot import Peer, Snapshot, WgInterface
 
 
@@ -65,16 +64,6 @@ def _peer_selected(selector: Selector, peer: Peer) -> bool:
     return False
 
 
-_COMPARE: dict[Op, Callable[[float, float], bool]] = {
-    Op.GT: operator.gt,
-    Op.GE: operator.ge,
-    Op.LT: operator.lt,
-    Op.LE: operator.le,
-    Op.EQ: operator.eq,
-    Op.NE: operator.ne,
-}
-
-
 def _screen(policy: Policy, point: Point, iface: WgInterface) -> list[int]:
     """Indexes of the selected peers of ``iface`` whose conditions hold at ``point``.
 
@@ -93,12 +82,12 @@ def _screen(policy: Policy, point: Point, iface: WgInterface) -> list[int]:
         for c in policy.conditions:
             if not idx:
                 break
-            col, cmp, t = point.column(c.metric, iface), _COMPARE[c.op], c.threshold
+            col, cmp, t = point.column(c.metric, iface), c.op.compare, c.threshold
             idx = [k for k in idx if (v := col[k]) is not None and cmp(v, t)]
         return idx
     keep: set[int] = set()
     for c in policy.conditions:
-        col, cmp, t = point.column(c.metric, iface), _COMPARE[c.op], c.threshold
+        col, cmp, t = point.column(c.metric, iface), c.op.compare, c.threshold
         keep.update(k for k in idx if (v := col[k]) is not None and cmp(v, t))
     return sorted(keep)
 

@@ -12,7 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tuner.model.probe import ProbeOutcome
-from tuner.model.rates import KEEPALIVE_BYTES, Rates, counter_deltas, delta, peer_deltas
+from tuner.model.rates import (
+    Rates,
+    counter_deltas,
+    delta,
+    peer_deltas,
+    sent_unanswered,
+)
 from tuner.model.rates import rates as compute_rates
 from tuner.model.snapshot import Implementation, Peer, Snapshot, WgInterface
 
@@ -151,7 +157,7 @@ def handshake_age(p: Point, i: WgInterface, peer: Peer) -> float:
 
 def tx_without_rx(p: Point, i: WgInterface, peer: Peer) -> float | None:
     r = _peer_rate(p, i, peer)
-    return None if r is None else float(r[1] > KEEPALIVE_BYTES and r[0] == 0)
+    return None if r is None else float(sent_unanswered(*r))
 
 
 def demand(p: Point, i: WgInterface, peer: Peer) -> float | None:
@@ -183,7 +189,7 @@ def handshake_age_column(p: Point, i: WgInterface) -> list[float | None]:
 
 
 def tx_without_rx_column(p: Point, i: WgInterface) -> list[float | None]:
-    return [None if d is None else float(d[1] > KEEPALIVE_BYTES and d[0] == 0) for d in p.deltas(i)]
+    return [None if d is None else float(sent_unanswered(*d)) for d in p.deltas(i)]
 
 
 def demand_column(p: Point, i: WgInterface) -> list[float | None]:

@@ -25,13 +25,11 @@ from tuner.core.guards import Decision
 from tuner.core.plan import Plan
 from tuner.engine import sdnotify
 from tuner.engine.executor import BatchResult, Executor
-from tuner.engine.planning import Planner, decision_context, needs_probes
+from tuner.engine.planning import Planner, decision_context
 from tuner.errors import PolicyError, TunerError
 from tuner.exporters.controller_metrics import ControllerState
 from tuner.journal.journal import Cause, Journal
 from tuner.model.policy import Policy
-from tuner.model.probe_schedule import due_probes
-from tuner.model.rates import rates
 from tuner.model.snapshot import Snapshot
 
 log = structlog.get_logger("tuner.daemon")
@@ -58,6 +56,8 @@ class Daemon:
     _reload: bool = False
     _detail_seconds: float = 60.0
     _history: deque[Snapshot] = field(default_factory=lambda: deque(maxlen=2000))
+    _thin: int = 0
+    """How many of the oldest snapshots in ``_history`` have had their peers dropped."""
 
     # -- signals --------------------------------------------------------------------
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
@@ -138,16 +138,7 @@ class Daemon:
         """One reconcile step; returns the plan it decided (and acted on, in enforce)."""
         began = time.monotonic()
         prev = self._history[-1] if self._history else None
-        snapshot = self.planner.observer.observe()
-        if self.planner.prober is not None and needs_probes(policies):
-            due = due_probes(
-                snapshot,
-                rates(prev, snapshot) if prev else None,
-                self.planner.prober.memory.last_probed(),
-                self.planner.schedule,
-            )
-            if due:
-                snapshot = self.planner.prober.probe(snapshot, [(d.interface, d.peer) for d in due])
+        snapshot = self.planner.probed(self.planner.observer.observe(), prev, policies)
         self._remember(snapshot)
         self.state.snapshot = snapshot
         if self.enforce:
@@ -207,19 +198,25 @@ class Daemon:
         return plan
 
     def _remember(self, snapshot: Snapshot) -> None:
-        """Keep host counters for the whole history, but per-peer detail only as long as a
-        peer or interface condition can need it: 10,000 peers x 450 snapshots would not
-        fit in memory, and a peer condition never looks back further than its hold."""
+        """Keep the whole history, but per-peer detail only as long as a peer or interface
+        condition can need it: 10,000 peers x 450 snapshots would not fit in memory, and a
+        peer condition never looks back further than its hold. Interfaces stay (without
+        their peers), so host metrics derived from them (``wg.userspace``) keep their
+        values for host conditions held longer than the detail window."""
+        if len(self._history) == self._history.maxlen:
+            self._thin = max(0, self._thin - 1)  # append drops the oldest
         self._history.append(snapshot)
         while self._history and snapshot.taken_at - self._history[0].taken_at > HISTORY_SECONDS:
             self._history.popleft()
-        for i in range(len(self._history) - 1, -1, -1):
+            self._thin = max(0, self._thin - 1)
+        for i in range(self._thin, len(self._history)):
             old = self._history[i]
             if snapshot.taken_at - old.taken_at <= self._detail_seconds:
-                continue
-            if not old.interfaces:
-                break  # everything older was already thinned
-            self._history[i] = replace(old, interfaces=(), probes=())
+                break
+            self._history[i] = replace(
+                old, interfaces=tuple(replace(w, peers=()) for w in old.interfaces), probes=()
+            )
+            self._thin = i + 1
 
     def set_policies(self, policies: Sequence[Policy]) -> None:
         holds = [c.hold_seconds for p in policies for c in p.conditions if p.scope.value != "host"]

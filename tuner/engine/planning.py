@@ -82,16 +82,25 @@ class Planner:
     schedule: ProbeSchedule = field(default_factory=ProbeSchedule)
 
     def history(self, sample: float, policies: Sequence[Policy]) -> list[Snapshot]:
+        """A one-shot's history: observe twice ``sample`` apart, then probe what is due."""
         first = self.observer.observe()
         if sample > 0:
             self.sleep(sample)
-        second = self.observer.observe()
-        if self.prober is not None and needs_probes(policies):
-            r = rates(first, second)
-            due = due_probes(second, r, self.prober.memory.last_probed(), self.schedule)
-            log.info("probe.due", count=len(due))
-            second = self.prober.probe(second, [(d.interface, d.peer) for d in due])
-        return [first, second]
+        return [first, self.probed(self.observer.observe(), first, policies)]
+
+    def probed(
+        self, snapshot: Snapshot, prev: Snapshot | None, policies: Sequence[Policy]
+    ) -> Snapshot:
+        """``snapshot`` with the probes the schedule says are due (the one probe step of
+        every mode), or as it is when no policy needs probes."""
+        if self.prober is None or not needs_probes(policies):
+            return snapshot
+        r = rates(prev, snapshot) if prev is not None else None
+        due = due_probes(snapshot, r, self.prober.memory.last_probed(), self.schedule)
+        if not due:
+            return snapshot
+        log.info("probe.due", count=len(due))
+        return self.prober.probe(snapshot, [(d.interface, d.peer) for d in due])
 
     def decide(
         self, history: Sequence[Snapshot], policies: Sequence[Policy], ctx: PlanContext

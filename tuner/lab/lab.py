@@ -25,6 +25,7 @@ import structlog
 from tuner.adapters.uapi import UapiClient
 from tuner.adapters.x25519 import public_from_private
 from tuner.errors import LabError, TunerError
+from tuner.files import write_atomic
 from tuner.lab import faults
 from tuner.lab.commands import in_netns, missing_tools, run, sysctl_write
 from tuner.lab.topology import TUNNEL_PREFIXLEN, UNDERLAY_PREFIXLEN, Host, Topology
@@ -61,17 +62,6 @@ class Record:
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2, sort_keys=True)
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _pid_runs(pid: int, needle: str) -> bool:
@@ -124,7 +114,7 @@ class Lab:
         return Record(**data)
 
     def save(self, record: Record) -> None:
-        _write_private(self.record_path, record.to_json())
+        write_atomic(self.record_path, record.to_json())
 
     # -- up -----------------------------------------------------------------
     def up(self) -> Record:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -20,18 +22,23 @@ class Op(StrEnum):
     EQ = "=="
     NE = "!="
 
+    @property
+    def compare(self) -> Callable[[float, float], bool]:
+        """The comparison itself (evaluation applies it to whole metric columns)."""
+        return _COMPARE[self]
+
     def holds(self, left: float, right: float) -> bool:
-        if self is Op.GT:
-            return left > right
-        if self is Op.GE:
-            return left >= right
-        if self is Op.LT:
-            return left < right
-        if self is Op.LE:
-            return left <= right
-        if self is Op.EQ:
-            return left == right
-        return left != right
+        return _COMPARE[self](left, right)
+
+
+_COMPARE: dict[Op, Callable[[float, float], bool]] = {
+    Op.GT: operator.gt,
+    Op.GE: operator.ge,
+    Op.LT: operator.lt,
+    Op.LE: operator.le,
+    Op.EQ: operator.eq,
+    Op.NE: operator.ne,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,11 @@ def delta(prev: int, cur: int) -> int:
     return cur - prev if cur >= prev else cur
 
 
+def sent_unanswered(rx_delta: int, tx_delta: int) -> bool:
+    """Traffic went out and nothing came back (keepalives alone are not traffic)."""
+    return tx_delta > KEEPALIVE_BYTES and rx_delta == 0
+
+
 @dataclass(frozen=True, slots=True)
 class PeerRate:
     rx_bps: float
@@ -32,8 +37,7 @@ class PeerRate:
 
     @property
     def tx_without_rx(self) -> bool:
-        """Traffic went out and nothing came back (keepalives alone are not traffic)."""
-        return self.tx_delta > KEEPALIVE_BYTES and self.rx_delta == 0
+        return sent_unanswered(self.rx_delta, self.tx_delta)
 
 
 @dataclass(frozen=True, slots=True)

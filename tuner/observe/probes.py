@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ from typing import Protocol
 import structlog
 
 from tuner.adapters.icmp import Pinger
+from tuner.files import write_atomic
 from tuner.model.probe import (
     LOWEST_PROBE,
     MIN_TUNNEL_MTU,
@@ -106,12 +106,8 @@ class ProbeMemory:
     def save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"answered": sorted(self.answered), "last": self.last}, fh)
-        os.replace(tmp, self.path)
+        data = {"answered": sorted(self.answered), "last": self.last}
+        write_atomic(self.path, json.dumps(data))
 
 
 class PathProber:
