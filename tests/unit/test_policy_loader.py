@@ -288,3 +288,11 @@ def test_kind_declarations_drive_the_loader() -> None:
     assert "keepalive actions need scope: peer" in issue
     (issue,) = issues_of(base.replace("kind: mtu", "kind: sysctl"))
     assert "a sysctl action needs 'key'" in issue
+
+
+def test_policies_doc_lists_every_health_check() -> None:
+    from tuner.model.checks import POLICY_CHECKS
+
+    doc = (REPO / "docs" / "policies.md").read_text()
+    for name in POLICY_CHECKS:
+        assert f"| `{name}` |" in doc, name
