@@ -272,3 +272,15 @@ def test_sysctl_hostile_values(tmp_path: Path) -> None:
             act.apply(Target("sysctl", "net.core.rmem_max"), bad)
     assert paths.sysctl("net.core.rmem_max").read_text() == "212992\n"
     assert os.listdir(paths.sysctl("net.core.rmem_max").parent)
+
+
+def test_the_actuator_docstring_names_files_that_exist() -> None:
+    import re
+
+    from tuner.actuators import base
+
+    folder = Path(base.__file__).parent
+    named = re.findall(r"``([a-z_]+\.py)``", base.__doc__ or "")
+    assert len(named) >= 5
+    for name in named:
+        assert (folder / name).exists(), name

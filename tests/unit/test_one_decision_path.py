@@ -24,7 +24,7 @@ from tuner.engine.daemon import Daemon
 from tuner.engine.executor import Executor, VerifySettings
 from tuner.engine.health import CheckResult
 from tuner.engine.planning import FREEZE_FILE, Planner
-from tuner.exporters.report import plan_data
+from tuner.exporters.report import plan_data, render_text
 from tuner.journal.journal import (
     APPLIED,
     DRIFTED,
@@ -350,6 +350,7 @@ def test_plan_decides_what_apply_and_the_daemon_decide(case: Case, tmp_path: Pat
     if case.windows:
         held = next(c for c in dry.plan.changes if c.target == A)
         assert held.verdict.until == NOW + 14 * 3600, "maintenance: holds until 02:00 UTC"
+        assert "(until " in render_text(dry.plan, dry.notes, dry.preview)
 
     # the daemon's cycle (it recovers at start unless it is the live verifier)
     daemon_dir = copy("daemon")

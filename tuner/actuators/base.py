@@ -5,8 +5,10 @@ a desired value idempotently, ``revert`` to a recorded value exactly, and ``chec
 without changing anything, why a target cannot be changed here (the guard holds it
 then). There is no dry-run flag: a dry-run simply never calls ``apply``. Everything
 else about a kind (value type and comparison, bounds, targets, health checks) is its
-declaration in ``tuner.model.kinds``; the actuators live in ``tuner/actuators/<kind>.py``
-and ``registry.py`` builds one of each.
+declaration in ``tuner.model.kinds``. The actuators: ``mtu.py``, ``keepalive.py``,
+``sysctl.py``, ``irq.py`` (``irq_affinity``: IRQ affinity and RPS/XPS) and ``mss.py``
+(``mss_clamp``, with ``mss_iptables.py`` as its fallback backend); ``registry.py``
+builds one of each.
 
 Values are strings (``None`` = absent): what ``read`` returns is what ``revert``
 restores.

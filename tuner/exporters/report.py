@@ -170,7 +170,10 @@ def _verdict_text(c: ProposedChange) -> str:
         return "would apply"
     if v.decision is Decision.NOOP:
         return f"no change ({v.reason})"
-    return f"held by {v.guard}: {v.reason}"
+    until = ""
+    if v.until is not None and "until" not in v.reason:
+        until = time.strftime(" (until %Y-%m-%d %H:%M UTC)", time.gmtime(v.until))
+    return f"held by {v.guard}: {v.reason}{until}"
 
 
 def _lines(plan: Plan, notes: tuple[str, ...]) -> Iterator[str]:
