@@ -55,7 +55,7 @@ def test_blackhole_plan_proposes_a_fitting_mtu_and_changes_nothing(
     assert code == 2 and data["changed"] is True
     (change,) = [c for c in data["changes"] if c["kind"] == "mtu"]
     assert change["policy"] == "mtu-blackhole"
-    assert change["target"] == a.wg and change["before"] == "1420"
+    assert change["target"] == a.wg and change["before"] == 1420  # typed: a number
     assert 1280 <= int(change["after"]) <= 1340
     assert change["verdict"]["decision"] == "admit"
     (probe,) = change["probes"]
