@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 import structlog
@@ -24,6 +26,7 @@ from tuner.adapters.nft import Nft
 from tuner.engine.apply import EXIT_REVERT_FAILED, run_apply, run_plan
 from tuner.engine.daemon import Daemon
 from tuner.engine.executor import Executor, VerifySettings
+from tuner.engine.guard import Guards, ignore_hangup, run_guard
 from tuner.engine.health import Health
 from tuner.engine.planning import Planner
 from tuner.errors import NotRoot, TunerError, UsageError
@@ -36,7 +39,7 @@ from tuner.exporters.controller_metrics import (
 from tuner.exporters.metrics import render, write_textfile
 from tuner.exporters.snapshot_json import snapshot_to_data
 from tuner.exporters.status import render_text
-from tuner.journal.journal import FREEZE_CLEARED, Cause, Journal
+from tuner.journal.journal import FREEZE_CLEARED, OPEN_STATES, Cause, Journal, fold
 from tuner.journal.lock import StateLock
 from tuner.model.kinds import typed
 from tuner.model.probe_schedule import ProbeSchedule
@@ -113,7 +116,8 @@ def _prober(args: argparse.Namespace) -> PathProber:
         args.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError:
         memory_path = None  # an unwritable state dir: probe without memory
-    return PathProber(ProbeSettings(timeout=args.probe_timeout), ProbeMemory(memory_path))
+    timeout = getattr(args, "probe_timeout", ProbeSettings().timeout)
+    return PathProber(ProbeSettings(timeout=timeout), ProbeMemory(memory_path))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -271,7 +275,9 @@ def _one_shot(args: argparse.Namespace) -> ProbeSchedule:
 STALL_SECONDS = 15.0
 
 
-def _executor(args: argparse.Namespace, journal: Journal) -> Executor:
+def _executor(args: argparse.Namespace, journal: Journal, *, guarded: bool = False) -> Executor:
+    """The executor of every command; ``guarded`` (apply, run) arms a revert guard that
+    outlives this process for every batch it applies."""
     observer = _observer()
     actuators = registry.build()
     # A pause between two verification steps longer than this means wg-tuner was not
@@ -284,14 +290,26 @@ def _executor(args: argparse.Namespace, journal: Journal) -> Executor:
         max_gap=max_gap,
     )
     return Executor(
-        journal, actuators, observer, Health(observer, _prober(args), actuators), settings
+        journal,
+        actuators,
+        observer,
+        Health(observer, _prober(args), actuators),
+        settings,
+        guards=Guards(args.state_dir) if guarded else None,
     )
 
 
 def _print_outcomes(title: str, outcomes: list[dict[str, object]]) -> None:
+    lines: list[str] = []
+    _outcome_lines(lines, title, outcomes)
+    for line in lines:
+        print(line)
+
+
+def _outcome_lines(lines: list[str], title: str, outcomes: list[dict[str, object]]) -> None:
     if not outcomes:
         return
-    print(f"{title}:")
+    lines.append(f"{title}:")
     for o in outcomes:
         verification = o.get("verification")
         checks = ""
@@ -300,10 +318,42 @@ def _print_outcomes(title: str, outcomes: list[dict[str, object]]) -> None:
                 f"{c['name']}={'ok' if c['passed'] else 'FAIL'}" for c in verification["checks"]
             )
         reason = f" ({o['reason']})" if o.get("reason") else ""
-        print(
+        lines.append(
             f"  [{o['id']}] {o['policy']}: {o['kind']} {o['target']} {o['before']} -> "
             f"{o['after']}: {o['status']}{reason}{checks}"
         )
+
+
+def _apply_signals(executor: Executor) -> dict[str, int]:
+    """A one-shot apply outlives the session that started it: SIGHUP (a dropped SSH
+    session) is logged and verification goes on; SIGTERM and SIGINT ask it to revert
+    what it left unverified and end. Returns the signal that asked, once one has."""
+    asked: dict[str, int] = {}
+
+    def hangup(signum: int, frame: FrameType | None) -> None:
+        log.warning("apply.hangup", action="verification continues")
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.warning("apply.stopping", signal=signal.Signals(signum).name)
+        asked.setdefault("signal", signum)
+        executor.stop.set()
+
+    signal.signal(signal.SIGHUP, hangup)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return asked
+
+
+def _emit(text: str) -> None:
+    """Write a result; a closed stdout (SIGPIPE, a dropped session) loses the text, never
+    the outcome or the exit code."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's exit flush succeeds
+        os.close(devnull)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -311,7 +361,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     require_root("wg-tuner apply")
     with StateLock(args.state_dir, wait=args.lock_wait):
         journal = Journal(args.state_dir)
-        executor = _executor(args, journal)
+        executor = _executor(args, journal, guarded=True)
+        asked = _apply_signals(executor)
         planner = Planner(
             executor.observer, _prober(args), dict(executor.actuators), schedule=_one_shot(args)
         )
@@ -325,22 +376,56 @@ def cmd_apply(args: argparse.Namespace) -> int:
         )
     data = result.data()
     if args.format == "json":
-        json.dump(data, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        _emit(json.dumps(data, indent=2, sort_keys=True) + "\n")
     else:
-        _print_outcomes("recovered (reverted after an interrupted run)", data["recovered"])
-        _print_outcomes("changes", data["changes"])
-        _print_outcomes("rolled back", data["rolled_back"])
+        lines: list[str] = []
+        _outcome_lines(lines, "recovered (reverted after an interrupted run)", data["recovered"])
+        _outcome_lines(lines, "changes", data["changes"])
+        _outcome_lines(lines, "rolled back", data["rolled_back"])
         if not data["changes"] and not data["recovered"]:
-            print("nothing to change")
+            lines.append("nothing to change")
+        _emit("".join(f"{line}\n" for line in lines))
+    code = 128 + asked["signal"] if "signal" in asked else result.exit_code
     log.info(
         "apply.done",
         changed=result.changed,
-        exit_code=result.exit_code,
+        exit_code=code,
         rolled_back=len(result.rolled_back),
         recovered=len(result.recovered),
     )
-    return result.exit_code
+    return code
+
+
+def cmd_guard(args: argparse.Namespace) -> int:
+    """The revert guard (started by apply and run, never by hand): see engine/guard.py."""
+    ignore_hangup()
+    journal = Journal(args.state_dir)
+
+    def open_members() -> int:
+        states = fold(journal.read().records).values()
+        return sum(1 for c in states if c.batch == args.batch and c.state in OPEN_STATES)
+
+    def locked_revert() -> int:
+        with StateLock(args.state_dir, wait=0):
+            executor = _executor(args, journal)
+            mine = [c for c in executor.unverified() if c.batch == args.batch]
+            why = "reverted by the revert guard: not verified by its deadline"
+            failed = [
+                o
+                for c in mine
+                if (o := executor.revert_state(c, Cause.DEADLINE, why)).status == "revert_failed"
+            ]
+            return len(mine) - len(failed)
+
+    result = run_guard(
+        batch=args.batch,
+        deadline=args.deadline,
+        wait=args.wait,
+        open_members=open_members,
+        locked_revert=locked_revert,
+    )
+    log.info("guard.done", batch=args.batch, reverted=result.reverted)
+    return EXIT_OK
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -425,7 +510,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     listen = _listen(args.metrics_listen)
     with StateLock(args.state_dir, wait=args.lock_wait):
         journal = Journal(args.state_dir)
-        executor = _executor(args, journal)
+        executor = _executor(args, journal, guarded=True)
         planner = Planner(
             executor.observer,
             _prober(args),
@@ -663,6 +748,12 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
     )
     rollback.add_argument("--format", choices=("text", "json"), default="text")
     _apply_options(rollback)
+    guard = add(
+        "guard", "internal: the revert guard that apply and run start (not run by hand)", cmd_guard
+    )
+    guard.add_argument("--batch", required=True, help="the batch whose deadline this guards")
+    guard.add_argument("--deadline", type=float, required=True, help="Unix time to act at")
+    guard.add_argument("--wait", action="store_true", help="sleep until the deadline first")
     history = add("history", "show the change journal", cmd_history)
     history.add_argument("--format", choices=("text", "json"), default="text")
 

@@ -110,7 +110,7 @@ def run_apply(
             log.warning("plan.stale", age=round(age, 1))
             continue  # stopped between observing and acting: observe again
         report.plans.append(plan)
-        if not plan.admitted:
+        if not plan.admitted or executor.stop.is_set():
             break
         batch = executor.apply(plan, policies, history)
         report.changes += batch.outcomes

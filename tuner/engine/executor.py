@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from tuner.actuators.base import Actuator, HealthCheck
 from tuner.actuators.persist import Persisted, Persistence
 from tuner.core import verify
 from tuner.core.plan import Plan, ProposedChange
+from tuner.engine.guard import Guards
 from tuner.engine.health import VALUE_CHECKS, CheckResult, Health
 from tuner.errors import ActuatorError, NotRevertible, PermanentActuatorError, TunerError
 from tuner.journal.journal import (
@@ -150,6 +152,10 @@ class Executor:
     sleep: Callable[[float], None] = time.sleep
     persistence: Persistence | None = None
     """Writes verified changes of ``persist: true`` policies through (sysctl.d, wg-quick)."""
+    guards: Guards | None = None
+    """Arms a revert deadline outside this process for every batch it applies."""
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set by SIGTERM/SIGINT: a one-shot apply reverts what it left unverified and ends."""
     _failing_since: dict[str, float] = field(default_factory=dict)
     _last_step: float | None = None
 
@@ -386,9 +392,16 @@ class Executor:
         times: tuple[float, float],
         result: BatchResult,
     ) -> list[ChangeState] | None:
-        """Apply in order under the journal; on a failure undo in reverse, return None."""
+        """Apply in order under the journal; on a failure undo in reverse, return None.
+
+        The revert guard is armed before the first change is made, so no change exists
+        without a deadline that outlives this process."""
         settle, window = times
         done: list[ChangeState] = []
+        armed: dict[str, Any] = {}
+        if self.guards is not None:
+            deadline = self.clock() + settle + window + self.settings.grace
+            armed = self.guards.arm(batch, deadline)
         for change, baseline in zip(admitted, baselines, strict=True):
             actuator = self.actuators[change.kind]
             run_id = f"{change.id}.{batch}"
@@ -441,6 +454,7 @@ class Executor:
                     why = "rolled back: a later change of its batch failed"
                     result.rolled_back.append(self.revert_state(undo, Cause.WITH_BATCH, why, batch))
                 result.revert_failed = any(o.status == "revert_failed" for o in result.rolled_back)
+                self._cancel_guard(batch, armed)
                 return None
             now = self.clock()
             self.journal.append(
@@ -448,7 +462,7 @@ class Executor:
                 run_id,
                 verify_after=now + settle,
                 deadline=now + settle + window,
-                extra=baseline,
+                extra={**baseline, "guard": armed} if armed else baseline,
                 **common,
             )
             log.info(
@@ -473,7 +487,13 @@ class Executor:
                     now,
                 )
             )
+        if not done:
+            self._cancel_guard(batch, armed)
         return done
+
+    def _cancel_guard(self, batch: str, armed: Mapping[str, Any] | None) -> None:
+        if self.guards is not None and armed:
+            self.guards.cancel(batch, dict(armed))
 
     def pending(self) -> list[tuple[ChangeState, Record]]:
         """Applied, unverified changes with their ``applied`` record (deadlines, baseline)."""
@@ -504,6 +524,8 @@ class Executor:
             result.rolled_back.append(out)
             result.outcomes.append(out)
         result.revert_failed = any(o.status == "revert_failed" for o in result.rolled_back)
+        if members:
+            self._cancel_guard(batch, members[0][1].extra.get("guard"))
 
     def advance(
         self, policies: Sequence[Policy], snapshot: Snapshot, before: Snapshot | None
@@ -563,6 +585,7 @@ class Executor:
                     result.outcomes.append(
                         Outcome.of(state, "verified", "", reports.get(state.change, []))
                     )
+                self._cancel_guard(batch, entries[0][1].extra.get("guard"))
         return result
 
     def _run_checks(
@@ -600,6 +623,13 @@ class Executor:
         )
         log.info("change.verified", change=state.change, target=str(state.target))
 
+    def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when asked to stop."""
+        if self.sleep is time.sleep:
+            self.stop.wait(seconds)
+        else:
+            self.sleep(seconds)
+
     def apply(
         self, plan: Plan, policies: Sequence[Policy], history: Sequence[Snapshot]
     ) -> BatchResult:
@@ -610,12 +640,24 @@ class Executor:
         started = {o.id for o in result.outcomes if o.status == "applied"}
         finished: dict[str, Outcome] = {}
         while True:
-            pending = [r for s, r in self.pending() if s.change in started]
-            if not pending:
+            entries = [(s, r) for s, r in self.pending() if s.change in started]
+            if not entries:
                 break
-            wait = min(r.verify_after or 0.0 for r in pending) - self.clock()
-            self.sleep(wait if wait > 0 else self.settings.interval)
-            step = self.advance(policies, self.observer.observe(), history[-1])
+            if self.stop.is_set():
+                # Asked to stop (SIGTERM/SIGINT): nothing of ours is left unverified.
+                step = BatchResult()
+                by_batch: dict[str, list[tuple[ChangeState, Record]]] = {}
+                for entry in entries:
+                    by_batch.setdefault(entry[0].batch, []).append(entry)
+                why = (Cause.INTERRUPTED, "reverted: wg-tuner apply was asked to stop")
+                for batch, members in by_batch.items():
+                    self._undo_batch(batch, members, step, reasons={}, default=why, reports={})
+            else:
+                wait = min(r.verify_after or 0.0 for _, r in entries) - self.clock()
+                self._pause(wait if wait > 0 else self.settings.interval)
+                if self.stop.is_set():
+                    continue
+                step = self.advance(policies, self.observer.observe(), history[-1])
             for o in step.outcomes:
                 finished[o.id] = o
             result.rolled_back += step.rolled_back

@@ -8,11 +8,36 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Literal, TextIO
 
 import structlog
 
 LogFormat = Literal["json", "console"]
+
+
+class SafeStream:
+    """stderr that never kills the process: once a write fails (a closed pipe, a dropped
+    SSH session), logging goes quiet and the work — a verification, a revert — goes on."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream: TextIO | None = stream
+
+    def write(self, text: str) -> int:
+        if self.stream is None:
+            return len(text)
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError):
+            self.stream = None
+            return len(text)
+
+    def flush(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.stream = None
 
 
 def default_format() -> LogFormat:
@@ -34,6 +59,6 @@ def configure(fmt: LogFormat | None = None, level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=SafeStream(sys.stderr)),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

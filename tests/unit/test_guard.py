@@ -1,0 +1,188 @@
+"""The revert guard's arming (a real fake systemd-run, a spawned process) and its logic."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tuner.engine.guard import MARGIN, UNIT_PREFIX, Guards, guard_argv, run_guard
+from tuner.errors import LockBusy
+
+
+def recorder(tmp_path: Path, name: str) -> Path:
+    """An executable that appends its argument list (JSON) to NAME.calls."""
+    path = tmp_path / name
+    calls = tmp_path / f"{name}.calls"
+    path.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def calls(tmp_path: Path, name: str) -> list[list[str]]:
+    path = tmp_path / f"{name}.calls"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_under_systemd_a_transient_timer_runs_the_guard(tmp_path: Path) -> None:
+    tools = {n: recorder(tmp_path, n) for n in ("systemd-run", "systemctl")}
+    guards = Guards(
+        tmp_path / "state",
+        systemd=lambda: True,
+        which=lambda n: str(tools[n]) if n in tools else None,
+        clock=lambda: 1000.0,
+    )
+    armed = guards.arm("ab12cd34", 1030.0)
+    assert armed == {"how": "systemd", "unit": f"{UNIT_PREFIX}ab12cd34", "at": 1030.0 + MARGIN}
+    (argv,) = calls(tmp_path, "systemd-run")
+    assert f"--unit={UNIT_PREFIX}ab12cd34" in argv
+    assert "--on-active=32s" in argv and "--collect" in argv
+    command = argv[argv.index("--") + 1 :]
+    assert command == guard_argv(tmp_path / "state", "ab12cd34", 1030.0 + MARGIN, wait=False)
+    guards.cancel("ab12cd34", armed)
+    assert calls(tmp_path, "systemctl") == [["stop", f"{UNIT_PREFIX}ab12cd34.timer"]]
+
+
+def test_without_systemd_a_detached_guard_process_is_spawned(tmp_path: Path) -> None:
+    spawned: list[list[str]] = []
+    guards = Guards(
+        tmp_path,
+        systemd=lambda: False,
+        spawn=lambda argv: spawned.append(list(argv)) or 4242,
+        clock=lambda: 0.0,
+    )
+    armed = guards.arm("00ff", 10.0)
+    assert armed == {"how": "process", "pid": 4242, "at": 10.0 + MARGIN}
+    assert spawned == [guard_argv(tmp_path, "00ff", 10.0 + MARGIN, wait=True)]
+    assert spawned[0][:3] == [sys.executable, "-m", "tuner"]
+
+
+def test_a_failing_systemd_run_falls_back_to_the_process(tmp_path: Path) -> None:
+    guards = Guards(
+        tmp_path,
+        systemd=lambda: True,
+        which=lambda n: "/bin/false",
+        run=lambda argv: 1,
+        spawn=lambda argv: 7,
+        clock=lambda: 0.0,
+    )
+    assert guards.arm("01", 5.0)["how"] == "process"
+
+
+def test_the_real_spawn_detaches_into_its_own_session(tmp_path: Path) -> None:
+    marker = tmp_path / "sid"
+    script = f"import os; open({str(marker)!r}, 'w').write(str(os.getsid(0)))"
+    guards = Guards(tmp_path)
+    pid = guards.detach([sys.executable, "-c", script])
+    guards._children[pid].wait(timeout=30)
+    guards.reap()
+    assert guards._children == {}
+    assert int(marker.read_text()) == pid  # a session leader of its own: no SIGHUP from ours
+    assert os.getsid(0) != pid
+
+
+def test_batch_ids_are_checked_before_reaching_a_command() -> None:
+    with pytest.raises(ValueError, match="bad batch"):
+        guard_argv(Path("/x"), "--oops", 1.0, wait=True)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+def test_the_guard_waits_for_the_deadline_then_reverts_what_is_open() -> None:
+    clock = Clock()
+    reverted: list[float] = []
+    result = run_guard(
+        batch="b",
+        deadline=130.0,
+        wait=True,
+        open_members=lambda: 1,
+        locked_revert=lambda: reverted.append(clock.now) or 1,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert result.reverted == 1 and reverted == [130.0]
+
+
+def test_a_batch_verified_before_the_deadline_ends_the_guard_early() -> None:
+    clock = Clock()
+    state = {"open": 1}
+
+    def open_members() -> int:
+        if clock.now >= 110:
+            state["open"] = 0  # verified at 110
+        return state["open"]
+
+    result = run_guard(
+        batch="b",
+        deadline=130.0,
+        wait=True,
+        open_members=open_members,
+        locked_revert=lambda: pytest.fail("must not revert a verified batch"),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert result.reverted == 0 and clock.now < 130
+
+
+def test_a_live_lock_holder_decides_first_and_the_guard_reverts_nothing_twice() -> None:
+    clock = Clock()
+    tries = {"n": 0}
+    state = {"open": 1}
+
+    def locked_revert() -> int:
+        tries["n"] += 1
+        if tries["n"] < 3:
+            raise LockBusy("held")
+        state["open"] = 0
+        return 0
+
+    def open_members() -> int:
+        if tries["n"] == 2:
+            state["open"] = 0  # the holder reverted it itself meanwhile
+        return state["open"]
+
+    result = run_guard(
+        batch="b",
+        deadline=100.0,
+        wait=False,
+        open_members=open_members,
+        locked_revert=locked_revert,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert result.reverted == 0 and tries["n"] == 2
+
+
+def test_the_unit_file_verifies(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze (Debian systemd) is required"
+    unit = (REPO / "systemd" / "wg-tuner.service").read_text()
+    exe = Path(sys.executable).parent / "wg-tuner"
+    (tmp_path / "wg-tuner.service").write_text(unit.replace("/usr/local/bin/wg-tuner", str(exe)))
+    proc = subprocess.run(
+        [analyze, "verify", str(tmp_path / "wg-tuner.service")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
