@@ -27,6 +27,7 @@ USAGE = 64
 LOCK_BUSY = 75
 NOT_ROOT = 77
 INTERRUPTED = 130
+TERMINATED = 143
 
 TABLE: tuple[ExitCode, ...] = (
     ExitCode(OK, "ok", "all", "success; plan: nothing would change (or no --detailed-exitcode)"),
@@ -50,7 +51,15 @@ TABLE: tuple[ExitCode, ...] = (
         LOCK_BUSY, "lock-busy", "apply, rollback, run", "another wg-tuner holds the state dir"
     ),
     ExitCode(NOT_ROOT, "not-root", "all that read the host", "needs root (CAP_NET_ADMIN)"),
-    ExitCode(INTERRUPTED, "interrupted", "all", "interrupted (SIGINT)"),
+    ExitCode(
+        INTERRUPTED,
+        "interrupted",
+        "all",
+        "SIGINT; apply first reverts what it left unverified",
+    ),
+    ExitCode(
+        TERMINATED, "terminated", "apply", "SIGTERM: what it left unverified was reverted first"
+    ),
 )
 
 
