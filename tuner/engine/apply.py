@@ -117,6 +117,7 @@ def run_apply(
         report.rolled_back += batch.rolled_back
         if batch.rolled_back or batch.revert_failed:
             break
+    journal.compact_if_due()
     last = report.plans[-1] if report.plans else None
     if last is not None:
         applied_ids = {o.id.rsplit(".", 1)[0] for o in report.changes}

@@ -183,6 +183,7 @@ class Daemon:
                         after=c.after,
                     )
         self.state.pending = len(self.executor.pending())
+        self.journal.compact_if_due()
         log.info(
             "cycle.done",
             cycle=self.state.cycles + 1,

@@ -198,29 +198,52 @@ class ReadResult:
     """Line numbers (from 1) that were torn or corrupt and were ignored."""
 
 
+COMPACT_AFTER = 2000
+"""Appends between compactions (and at most this many records beyond what is kept)."""
+
+
 class Journal:
+    """The journal file, read once and then served from memory while it is unchanged
+    (its inode, size and mtime), so a cycle that asks several times reads it once."""
+
     def __init__(
         self,
         state_dir: Path,
         clock: Callable[[], float] = time.time,
         fsync: Callable[[int], None] = os.fsync,
+        compact_after: int = COMPACT_AFTER,
     ) -> None:
         self.state_dir = state_dir
         self.path = state_dir / JOURNAL_FILE
         self.clock = clock
         self.fsync = fsync
+        self.compact_after = compact_after
         self._seq: int | None = None
+        self._cache: tuple[tuple[int, int, int], ReadResult] | None = None
+        self._appended = 0
+        self._checked = False
+        self.file_reads = 0
+        """How many times the file itself was read (the rest came from memory)."""
+
+    def _signature(self, fd: int) -> tuple[int, int, int]:
+        info = os.fstat(fd)
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
 
     def read(self) -> ReadResult:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             self._seq = 0
+            self._cache = None
             return ReadResult((), ())
         except OSError as exc:
             raise JournalError(f"journal {self.path}: {exc.strerror} (a symlink?)") from exc
         with os.fdopen(fd, "rb") as fh:
+            signature = self._signature(fh.fileno())
+            if self._cache is not None and self._cache[0] == signature:
+                return self._cache[1]
             data = fh.read()
+        self.file_reads += 1
         records: list[Record] = []
         skipped: list[int] = []
         lines = data.split(b"\n")
@@ -236,7 +259,9 @@ class Journal:
             else:
                 records.append(record)
         self._seq = max((r.seq for r in records), default=0)
-        return ReadResult(tuple(records), tuple(skipped))
+        result = ReadResult(tuple(records), tuple(skipped))
+        self._cache = (signature, result)
+        return result
 
     def append(self, state: State, change: str, **fields: Any) -> Record:
         """Write one record durably (write + fsync) before returning it."""
@@ -246,6 +271,7 @@ class Journal:
         record = Record(seq=self._seq + 1, ts=self.clock(), state=state, change=change, **fields)
         line = _to_line(record).encode()
         ensure_state_dir(self.state_dir)
+        cached = self._cache
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
@@ -254,7 +280,8 @@ class Journal:
             if os.fstat(fd).st_mode & 0o077:
                 os.fchmod(fd, 0o600)
             # A torn earlier write may have left no newline: start on a fresh line.
-            size = os.fstat(fd).st_size
+            before = self._signature(fd)
+            size = before[1]
             if size:
                 with open(self.path, "rb") as peek:
                     peek.seek(size - 1)
@@ -264,12 +291,75 @@ class Journal:
             if written != len(line):
                 raise JournalError("short write to the journal (disk full?)")
             self.fsync(fd)
+            after = self._signature(fd)
         except OSError as exc:
             raise JournalError(f"cannot write the journal: {exc.strerror}") from exc
         finally:
             os.close(fd)
         self._seq = record.seq
+        # Our own append extends what we hold, if we held the file as it was.
+        if cached is not None and cached[0] == before and not line.startswith(b"\n"):
+            old = cached[1]
+            self._cache = (after, ReadResult((*old.records, record), old.skipped))
+        else:
+            self._cache = None
+        self._appended += 1
         return record
+
+    def compact_if_due(self) -> bool:
+        """Compact after ``compact_after`` appends, or at the first call when the journal
+        already holds that many records (a journal written by an older wg-tuner)."""
+        first, self._checked = not self._checked, True
+        due = self._appended >= self.compact_after or (
+            first and len(self.read().records) >= self.compact_after
+        )
+        if due:
+            self.compact()
+        return due
+
+    def compact(self) -> int:
+        """Rewrite the journal with only what guards and recovery need (``compact.keep``),
+        atomically: a crash leaves the old journal or the new one, never a mix. Torn or
+        corrupt lines are dropped with the rest. Returns the records kept. The caller
+        holds the state lock (no other writer)."""
+        from tuner.journal.compact import keep
+
+        current = self.read()
+        kept = keep(current.records, self.clock())
+        text = "".join(_to_line(r) for r in kept)
+        ensure_state_dir(self.state_dir)
+        tmp = self.state_dir / f".{JOURNAL_FILE}.compact"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            try:
+                data = text.encode()
+                if os.write(fd, data) != len(data):
+                    raise JournalError("short write while compacting the journal (disk full?)")
+                self.fsync(fd)
+            finally:
+                os.close(fd)
+            _fault_point_compact()
+            os.replace(tmp, self.path)
+            dfd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                self.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise JournalError(f"cannot compact the journal: {exc.strerror}") from exc
+        self._cache = None
+        self._appended = 0
+        return len(kept)
+
+
+def _fault_point_compact() -> None:
+    """Crash tests: die after the compacted copy is durable, before it replaces the
+    journal (``WG_TUNER_FAULT_KILL_AFTER=compacting``)."""
+    if os.environ.get("WG_TUNER_FAULT_KILL_AFTER") == "compacting":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True, slots=True)
