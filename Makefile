@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: deps venv demo test lint typecheck pytest bench clean
+.PHONY: deps venv demo test lint typecheck pytest bench bench-journal clean
 
 deps:
 	@scripts/install-deps.sh
@@ -34,7 +34,10 @@ pytest: deps venv
 test: lint typecheck pytest
 
 bench: deps venv
-	$(PY) bench/run.py --out docs/benchmarks.md
+	$(PY) -m bench.run --out docs/benchmarks.md
+
+bench-journal: venv
+	$(PY) -m bench.run --out docs/benchmarks.md --only journal
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

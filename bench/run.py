@@ -365,19 +365,46 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def replace_section(text: str, section: list[str]) -> str:
+    """``text`` with the section of the same heading replaced (or added at the end)."""
+    heading = section[0]
+    lines = text.rstrip("\n").split("\n")
+    if heading in lines:
+        start = lines.index(heading)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        lines[start:end] = [*section, ""] if end < len(lines) else section
+    else:
+        lines += ["", *section]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--onset-runs", type=int, default=3)
+    parser.add_argument(
+        "--only", choices=("journal",), help="regenerate just this section of --out"
+    )
     args = parser.parse_args()
+    from bench import journal_bench
+
+    if args.only == "journal":
+        journal = journal_bench.render(journal_bench.run())
+        args.out.write_text(replace_section(args.out.read_text(), journal))
+        print("\n".join(journal))
+        return 0
     if os.geteuid() != 0:
         raise SystemExit("make bench needs root (namespaces, wireguard-go)")
     rows = read_benchmark([int(s) for s in args.sizes.split(",")], args.repeat)
     probe_rows = probe_benchmark(max(3, args.repeat // 2))
     onset_rows = onset_benchmark(args.onset_runs) if args.onset_runs else []
-    text = render(rows, probe_rows, onset_rows)
+    text = replace_section(
+        render(rows, probe_rows, onset_rows), journal_bench.render(journal_bench.run())
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

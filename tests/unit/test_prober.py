@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
+from tests.reliability import FigureFn
 from tuner.model.probe import ProbeMethod, ProbeOutcome
 from tuner.model.snapshot import (
     HostCounters,
@@ -160,3 +162,63 @@ def test_exact_answer_in_few_probe_sizes(path: int, most: int) -> None:
     assert result.tunnel_mtu == min(1420, path - 60)
     assert result.sizes == len({size for _, size in net.sent})
     assert result.sizes <= most, net.sent
+
+
+class LossyEcho(Echo):
+    """Each probe and each reply is lost with probability ``loss`` (seeded)."""
+
+    def __init__(self, net: Net, target: str, device: str | None, rng: random.Random) -> None:
+        super().__init__(net, target, device)
+        self.rng = rng
+
+    def echo(self, size: int, timeout: float) -> float | None:
+        answer = super().echo(size, timeout)
+        lost = self.rng.random() < LOSS or self.rng.random() < LOSS
+        return None if lost else answer
+
+
+LOSS = 0.2
+
+
+@pytest.mark.parametrize("path", [1400, 1300])
+def test_loss_never_makes_a_smaller_mtu_only_an_inconclusive_probe(
+    path: int, figure: FigureFn
+) -> None:
+    """20 % loss each way: the answer is the true MTU or inconclusive, never below it."""
+    snap, iface, peer = snapshot()
+    truth = path - 60
+    outcomes: dict[str, int] = {}
+    for seed in range(400):
+        rng = random.Random(seed)
+        net = Net(path)
+        p = PathProber(
+            ProbeSettings(timeout=0.01, budget=60),
+            ProbeMemory(None),
+            echo=lambda target, device, net=net, rng=rng: LossyEcho(net, target, device, rng),
+            clock=lambda: 1000.0,
+        )
+        result = p.mtu(snap, iface, peer)
+        if result.outcome is ProbeOutcome.OK:
+            assert result.tunnel_mtu is not None and result.tunnel_mtu >= truth - 15, (seed, result)
+            key = "exact" if result.tunnel_mtu == truth else "within padding"
+        else:
+            assert result.outcome is ProbeOutcome.INCONCLUSIVE, (seed, result)
+            key = "inconclusive"
+        outcomes[key] = outcomes.get(key, 0) + 1
+    figure(
+        "Verification noise",
+        f"path-MTU probe of a {truth} path under 20 % loss each way, 400 seeded runs -> "
+        "answers below the path's MTU",
+        0,
+        f"({', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))})",
+    )
+    assert outcomes.get("exact", 0) > 200
+
+
+def test_a_real_blackhole_is_confirmed_not_called_inconclusive() -> None:
+    net = Net(1400)
+    snap, iface, peer = snapshot()
+    result = prober(net).mtu(snap, iface, peer)
+    assert result.outcome is ProbeOutcome.OK and result.tunnel_mtu == 1340
+    confirmations = [s for _, s in net.sent].count(1344)
+    assert confirmations >= 8  # the smallest lost size was tried again before answering

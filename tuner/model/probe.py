@@ -38,6 +38,9 @@ class ProbeOutcome(StrEnum):
     """Not even the smallest probe passed, but the peer answered before: a down path."""
     UNPROBEABLE = "unprobeable"
     """Nothing ever answered (firewalled, no ICMP): never to be read as a blackhole."""
+    INCONCLUSIVE = "inconclusive"
+    """A size the search counted as lost passed when confirmed: loss, not the path, made
+    the answer. No path MTU is reported (so no finding); the next probe tries again."""
 
 
 @dataclass(frozen=True, slots=True)
