@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: deps venv demo test lint typecheck pytest bench bench-journal clean
+.PHONY: deps venv demo test test-stress lint typecheck pytest bench bench-journal clean
 
 deps:
 	@scripts/install-deps.sh
@@ -32,6 +32,10 @@ pytest: deps venv
 	@scripts/run-tests.sh
 
 test: lint typecheck pytest
+
+# Timing-sensitive tests 10x and the suite 2x beside a CPU hog (STRESS_RUNS, STRESS_SUITE_RUNS).
+test-stress: deps venv
+	@scripts/stress.sh
 
 bench: deps venv
 	$(PY) -m bench.run --out docs/benchmarks.md

@@ -17,6 +17,8 @@ from tests.reliability import FigureFn
 from tests.schemas import checked
 from tuner.lab.lab import Lab
 
+pytestmark = pytest.mark.timing
+
 FAST = [
     "--settle",
     "0.5",

@@ -16,10 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import WG_TUNER
 from tests.lab.test_lab_apply import FAST, apply, blackhole, journal_states, mtu
 from tests.reliability import FigureFn
 from tuner.lab.lab import Lab
+
+pytestmark = pytest.mark.timing
 
 __all__ = ["blackhole"]  # the fixture, shared with test_lab_apply
 

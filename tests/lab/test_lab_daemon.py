@@ -114,6 +114,7 @@ def test_healthy_tunnel_stays_untouched_for_a_minute(
     )
 
 
+@pytest.mark.timing
 def test_blackhole_while_running_is_fixed_and_verified(
     lab: Lab, tmp_path: Path, figure: FigureFn
 ) -> None:
@@ -170,6 +171,7 @@ def test_blackhole_while_running_is_fixed_and_verified(
     )
 
 
+@pytest.mark.timing
 def test_sigterm_during_verification_leaves_nothing_unverified(
     lab: Lab, tmp_path: Path, figure: FigureFn
 ) -> None:
@@ -453,6 +455,7 @@ def test_interfaces_that_come_and_go_do_not_break_the_loop(
     every_line_is_json(d)
 
 
+@pytest.mark.timing
 def test_peer_restart_during_the_window_is_no_false_rollback(
     lab: Lab, tmp_path: Path, figure: FigureFn
 ) -> None:
@@ -490,6 +493,7 @@ def test_peer_restart_during_the_window_is_no_false_rollback(
     assert lab.traffic(1.0)["ok"]
 
 
+@pytest.mark.timing
 def test_a_stopped_daemon_resumes_without_a_stale_verdict(
     lab: Lab, tmp_path: Path, figure: FigureFn
 ) -> None:

@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import cli
 from tuner.lab.lab import Lab
 
+pytestmark = pytest.mark.timing
+
 
 def probe(lab: Lab, state: Path) -> dict[str, Any]:
     proc = cli(

@@ -30,6 +30,8 @@ from tuner.model.policy import (
 )
 from tuner.model.snapshot import HostCounters, Knobs, Snapshot
 
+pytestmark = pytest.mark.timing
+
 
 class MemActuator:
     kind: ClassVar[str] = "sysctl"

@@ -16,6 +16,8 @@ from tests.conftest import REPO
 from tuner.engine.guard import MARGIN, UNIT_PREFIX, Guards, guard_argv, run_guard
 from tuner.errors import LockBusy
 
+pytestmark = pytest.mark.timing
+
 
 def recorder(tmp_path: Path, name: str) -> Path:
     """An executable that appends its argument list (JSON) to NAME.calls."""

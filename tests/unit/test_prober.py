@@ -20,6 +20,8 @@ from tuner.model.snapshot import (
 )
 from tuner.observe.probes import PathProber, ProbeMemory, ProbeSettings, tunnel_target
 
+pytestmark = pytest.mark.timing
+
 PEER = "CZZ9R+7zfotIs5Bje0Xl7cqdsJb9IDO6OgKiGoXCTD8="
 
 

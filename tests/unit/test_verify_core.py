@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tuner.core.verify import Checked, Member, Step, judge, stalled
 from tuner.journal import view
 from tuner.journal.journal import REVERTED, Cause, Journal
 from tuner.model.target import Target
+
+pytestmark = pytest.mark.timing
 
 A = Member("a", verify_after=10.0, deadline=30.0)
 B = Member("b", verify_after=10.0, deadline=40.0)
