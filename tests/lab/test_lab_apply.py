@@ -277,10 +277,14 @@ def test_loss_during_a_good_change_is_no_false_rollback(
         len(data["rolled_back"]),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    # Loss may cost a probe answer a few bytes (a lost size looks too big), and a
-    # second round may then refine it: every change verified, none rolled back.
-    assert statuses and set(statuses) == {"verified"}, data["changes"]
-    assert data["rolled_back"] == [] and mtu(lab) <= 1340
+    # Every change made is verified, none rolled back, none below the path's 1340. Under
+    # heavy loss the probe may be inconclusive (a lost size passed when confirmed): then
+    # nothing is changed at all, which is the safe answer.
+    assert set(statuses) <= {"verified"}, data["changes"]
+    assert data["rolled_back"] == []
+    assert mtu(lab) == (1340 if statuses else 1420)
+    if percent < 20:
+        assert statuses, "light loss must not stop the fix"
     undo = cli(["rollback", "--all", "--state-dir", str(tmp_path)], netns=lab.topo.a.netns)
     assert undo.returncode == 0 and mtu(lab) == 1420
 

@@ -43,6 +43,8 @@ log = structlog.get_logger("tuner.probe")
 
 SMALL_PACKET = 84
 MIN_TIMEOUT = 0.05
+DOUBTFUL = -1
+"""What ``_refine`` returns when a byte size it counted as lost passed when confirmed."""
 
 
 class Echo(Protocol):
@@ -197,7 +199,12 @@ class PathProber:
         )
         if not search.answered or search.mtu is None or not search.exact:
             return None, search.probes, search.sizes
-        return search.mtu - overhead, search.probes, search.sizes
+        passed, sent = self._confirm_lost(host, None, search.failed_at)
+        # The bracket's top is known to fail and was not probed by the search itself.
+        sizes = search.sizes + (1 if sent and search.failed_at == failed + overhead else 0)
+        if passed:  # a lost byte size passed after all: no byte-exact answer this time
+            return DOUBTFUL, search.probes + sent, sizes
+        return search.mtu - overhead, search.probes + sent, sizes
 
     def mtu(  # noqa: PLR0911 - one return per documented outcome (ok, unreachable, ...)
         self, snapshot: Snapshot, iface: WgInterface, peer: Peer, target: str | None = None
@@ -223,6 +230,26 @@ class PathProber:
                 self.memory.answered.add(key)
                 passed, sent = self._confirm_lost(target, iface.name, search.failed_at)
                 total += sent
+                if passed and search.failed_at is not None:
+                    # Loss made a passing size look lost: it is the floor now; search
+                    # once more above it, and confirm again.
+                    search = self._search(
+                        target,
+                        iface.name,
+                        floor=search.failed_at,
+                        ceiling=iface.link.mtu,
+                        lowest=None,
+                        resolution=WG_PADDING,
+                        step=WG_PADDING,
+                    )
+                    total += search.probes
+                    sizes += search.sizes
+                    if search.mtu is None:  # the size that just passed was lost again
+                        passed = True
+                    else:
+                        mtu = search.mtu
+                        passed, sent = self._confirm_lost(target, iface.name, search.failed_at)
+                        total += sent
                 if passed:
                     return self._inconclusive(
                         iface=iface,
@@ -236,6 +263,15 @@ class PathProber:
                     refined, sent, tried = self._refine(iface, peer, mtu, search.failed_at)
                     total += sent
                     sizes += tried
+                    if refined == DOUBTFUL:
+                        return self._inconclusive(
+                            iface=iface,
+                            peer=peer,
+                            target=target,
+                            method=ProbeMethod.TUNNEL_UNDERLAY,
+                            probes=total,
+                            started=started,
+                        )
                     if refined is not None:
                         mtu, method = refined, ProbeMethod.TUNNEL_UNDERLAY
                 return self._result(
