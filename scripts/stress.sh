@@ -3,13 +3,13 @@
 # signals) STRESS_RUNS times in a row (default 10), then the whole suite
 # STRESS_SUITE_RUNS times (default 2), all with a CPU hog busy on every core beside them.
 # Every run must pass. Results go to stdout and, as one line per run, to STRESS_LOG
-# (default docs/stress.log is not written: pass a path to keep it).
+# (default /tmp/wg-tuner-stress.log); a failing run's whole output is kept beside it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 runs=${STRESS_RUNS:-10}
 suite_runs=${STRESS_SUITE_RUNS:-2}
-log=${STRESS_LOG:-/dev/null}
+log=${STRESS_LOG:-/tmp/wg-tuner-stress.log}  # failing runs' full output lands beside it
 hogs=()
 for _ in $(seq "$(nproc)"); do
   "$PY" -c 'while True: pass' &
@@ -24,7 +24,8 @@ for n in $(seq "$runs"); do
   if "$PY" -m pytest -m "timing and not soak" -q -p no:cacheprovider "$@" >/tmp/wg-tuner-stress.$$ 2>&1; then
     passed=$((passed + 1)); result=pass
   else
-    result=FAIL; tail -40 /tmp/wg-tuner-stress.$$
+    result=FAIL; cp /tmp/wg-tuner-stress.$$ "${log%/*}/stress-timing-$n.failed.log" 2>/dev/null
+    grep -E '^(FAILED|E  )' /tmp/wg-tuner-stress.$$ | head -40
   fi
   line="timing run $n/$runs: $result ($(tail -1 /tmp/wg-tuner-stress.$$ | tr -d '=')) in $(( $(date +%s) - start )) s"
   echo "$line"; echo "$(date -u +%FT%TZ) $line" >>"$log"
@@ -35,7 +36,8 @@ for n in $(seq "$suite_runs"); do
   if scripts/run-tests.sh "$@" >/tmp/wg-tuner-stress.$$ 2>&1; then
     suite_passed=$((suite_passed + 1)); result=pass
   else
-    result=FAIL; tail -60 /tmp/wg-tuner-stress.$$
+    result=FAIL; cp /tmp/wg-tuner-stress.$$ "${log%/*}/stress-suite-$n.failed.log" 2>/dev/null
+    grep -E '^(FAILED|E  )' /tmp/wg-tuner-stress.$$ | head -40
   fi
   line="suite run $n/$suite_runs: $result in $(( $(date +%s) - start )) s"
   echo "$line"; echo "$(date -u +%FT%TZ) $line" >>"$log"

@@ -33,6 +33,7 @@ SECTIONS = (
     "One decision path",
     "Daemon",
     "Remediation",
+    "Kernel (VM)",
     "Security",
 )
 

@@ -1,0 +1,260 @@
+"""Runs inside the VM (Debian's stock kernel, the VM's own initial namespace), as root.
+
+One Python process does every check (a Python start costs seconds under emulation) and
+writes one JSON report: ``{check: {"ok": bool, "detail": ..., ...}}``. The host-side
+tests (test_vm_kernel.py) assert on it, one test per check. Nothing here is mocked:
+kernel WireGuard over generic netlink, netlink MTU, /proc/sys of the initial namespace,
+/proc/irq and RPS masks of a multi-queue virtio-net NIC.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tuner.actuators.irq import IrqAffinityActuator
+from tuner.actuators.keepalive import GenetlinkWg, KeepaliveActuator
+from tuner.actuators.mtu import MtuActuator, NetlinkLinks
+from tuner.actuators.sysctl import SysctlActuator
+from tuner.errors import PermanentActuatorError
+from tuner.model.target import Target
+from tuner.observe.paths import HostPaths
+
+WG = "wgvm0"
+REPORT: dict[str, dict[str, Any]] = {}
+
+
+def sh(*argv: str, input_text: str | None = None) -> str:
+    return subprocess.run(
+        list(argv), input=input_text, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def check(name: str) -> Callable[[Callable[[], dict[str, Any]]], None]:
+    def run(fn: Callable[[], dict[str, Any]]) -> None:
+        began = time.monotonic()
+        try:
+            result = fn()
+            REPORT[name] = {"ok": True, **result}
+        except Exception as exc:
+            REPORT[name] = {"ok": False, "error": repr(exc), "trace": traceback.format_exc()}
+        REPORT[name]["seconds"] = round(time.monotonic() - began, 2)
+
+    return run
+
+
+def wireguard() -> dict[str, str]:
+    """wgvm0 with a private key, a listen port and three peers (one with a PSK)."""
+    sh("modprobe", "wireguard")
+    sh("ip", "link", "add", WG, "type", "wireguard")
+    private = sh("wg", "genkey").strip()
+    psk = sh("wg", "genpsk").strip()
+    Path("/run/wgvm.key").write_text(private)
+    Path("/run/wgvm.psk").write_text(psk)
+    peers = [sh("wg", "pubkey", input_text=sh("wg", "genkey")).strip() for _ in range(3)]
+    sh("wg", "set", WG, "private-key", "/run/wgvm.key", "listen-port", "51820", "fwmark", "0x42")
+    sh(
+        "wg",
+        "set",
+        WG,
+        "peer",
+        peers[0],
+        "endpoint",
+        "192.0.2.1:51820",
+        "allowed-ips",
+        "10.9.0.2/32,fd00::2/128",
+        "persistent-keepalive",
+        "25",
+    )
+    sh(
+        "wg",
+        "set",
+        WG,
+        "peer",
+        peers[1],
+        "preshared-key",
+        "/run/wgvm.psk",
+        "endpoint",
+        "[2001:db8::1]:4500",
+        "allowed-ips",
+        "10.9.1.0/24",
+    )
+    sh("wg", "set", WG, "peer", peers[2], "allowed-ips", "10.9.2.3/32")
+    sh("ip", "address", "add", "10.9.0.1/24", "dev", WG)
+    sh("ip", "link", "set", WG, "up")
+    return {"private": private, "psk": psk, **{f"peer{i}": p for i, p in enumerate(peers)}}
+
+
+def secrets_of(keys: dict[str, str]) -> list[str]:
+    out = []
+    for name in ("private", "psk"):
+        raw = base64.b64decode(keys[name])
+        out += [keys[name], raw.hex()]
+    return out
+
+
+def tuner_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-S", "-m", "tuner", *args, "--log-format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def main() -> int:
+    keys = wireguard()
+    leaks = secrets_of(keys)
+    sh("modprobe", "virtio_net")
+
+    @check("status_matches_wg_show_dump")
+    def status() -> dict[str, Any]:
+        proc = tuner_cli("status", "--format", "json", "--sample", "0", "--state-dir", "/run/st")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        data = json.loads(proc.stdout)
+        (iface,) = [i for i in data["interfaces"] if i["name"] == WG]
+        dump = [line.split("\t") for line in sh("wg", "show", WG, "dump").splitlines()]
+        head, rows = dump[0], dump[1:]
+        mismatches = []
+
+        def same(what: str, ours: object, theirs: object) -> None:
+            if ours != theirs:
+                mismatches.append(f"{what}: {ours!r} != {theirs!r}")
+
+        same("implementation", iface["implementation"], "kernel")
+        same("public_key", iface["public_key"], head[1])
+        same("listen_port", iface["listen_port"], int(head[2]))
+        same("fwmark", iface["fwmark"], int(head[3], 16) if head[3] != "off" else 0)
+        peers = {p["public_key"]: p for p in iface["peers"]}
+        same("peer count", len(peers), len(rows))
+        for row in rows:
+            key, _psk, endpoint, allowed, handshake, rx, tx, keepalive = row
+            p = peers.get(key, {})
+            same(
+                f"{key[:8]} endpoint", p.get("endpoint"), None if endpoint == "(none)" else endpoint
+            )
+            same(
+                f"{key[:8]} allowed",
+                sorted(p.get("allowed_ips", [])),
+                sorted(a for a in allowed.split(",") if a != "(none)"),
+            )
+            same(f"{key[:8]} handshake", int(p.get("latest_handshake", -1)), int(handshake))
+            same(f"{key[:8]} rx", p.get("rx_bytes"), int(rx))
+            same(f"{key[:8]} tx", p.get("tx_bytes"), int(tx))
+            same(
+                f"{key[:8]} keepalive",
+                p.get("persistent_keepalive"),
+                0 if keepalive == "off" else int(keepalive),
+            )
+        assert not mismatches, mismatches
+        found = [s[:6] for s in leaks if s in proc.stdout or s in proc.stderr]
+        assert not found, f"secrets in status output: {found}"
+        return {"fields": 4 + 6 * len(rows), "peers": len(rows)}
+
+    @check("metrics_match_and_carry_no_secret")
+    def metrics() -> dict[str, Any]:
+        proc = tuner_cli("metrics", "--state-dir", "/run/st")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        series = [x for x in proc.stdout.splitlines() if x.startswith("wireguard_sent_bytes_total")]
+        assert len(series) == 3, series
+        found = [s[:6] for s in leaks if s in proc.stdout or s in proc.stderr]
+        assert not found, f"secrets in metrics: {found}"
+        return {"peer_series": len(series)}
+
+    @check("keepalive_through_genetlink")
+    def keepalive() -> dict[str, Any]:
+        act = KeepaliveActuator(lambda ifname: GenetlinkWg())
+        target = Target("keepalive", WG, keys["peer0"])
+        assert act.read(target) == "25"
+        assert act.apply(target, "15") is True
+        assert act.apply(target, "15") is False, "applying twice writes again"
+        shown = sh("wg", "show", WG, "persistent-keepalive")
+        assert f"{keys['peer0']}\t15" in shown, shown
+        act.revert(target, "25")
+        assert act.read(target) == "25"
+        before = sh("wg", "show", WG, "peers").split()
+        unknown = Target("keepalive", WG, sh("wg", "pubkey", input_text=sh("wg", "genkey")).strip())
+        try:
+            act.apply(unknown, "25")
+            raise AssertionError("an unknown peer was accepted")
+        except PermanentActuatorError:
+            pass
+        after = sh("wg", "show", WG, "peers").split()
+        assert before == after, "an unknown key created a peer"
+        return {"peers_before": len(before), "peers_after": len(after)}
+
+    @check("mtu_through_netlink")
+    def mtu() -> dict[str, Any]:
+        act = MtuActuator(NetlinkLinks())
+        target = Target("mtu", WG)
+        prior = act.read(target)
+        assert act.apply(target, "1380") is True
+        shown = json.loads(sh("ip", "-j", "link", "show", WG))[0]["mtu"]
+        act.revert(target, prior)
+        assert shown == 1380 and act.read(target) == prior
+        return {"prior": prior, "set": shown}
+
+    @check("initial_namespace_sysctls")
+    def sysctls() -> dict[str, Any]:
+        sh("modprobe", "nf_conntrack")
+        act = SysctlActuator(HostPaths())
+        done = {}
+        for key, factor in (
+            ("net.core.rmem_max", 4),
+            ("net.core.wmem_max", 4),
+            ("net.core.rmem_default", 2),
+            ("net.core.netdev_max_backlog", 4),
+            ("net.netfilter.nf_conntrack_max", 2),
+        ):
+            target = Target("sysctl", key)
+            assert act.check(target) is None, f"{key}: {act.check(target)}"
+            prior = act.read(target)
+            assert prior is not None
+            want = str(int(prior) * factor)
+            assert act.apply(target, want) is True
+            kernel = sh("sysctl", "-n", key).strip()
+            act.revert(target, prior)
+            assert kernel == want and act.read(target) == prior, (key, kernel, want)
+            done[key] = [prior, want]
+        return {"changed_and_restored": done}
+
+    @check("irq_affinity_and_rps_on_virtio_queues")
+    def irqs() -> dict[str, Any]:
+        queues = [
+            (int(line.split(":")[0]), line.split()[-1])
+            for line in Path("/proc/interrupts").read_text().splitlines()
+            if "-input." in line or "-output." in line
+        ]
+        assert len(queues) >= 4, f"expected 2 queue pairs: {queues}"
+        act = IrqAffinityActuator(HostPaths())
+        moved = {}
+        for irq, name in queues:
+            target = Target("irq_affinity", f"irq/{irq}")
+            prior = act.read(target)
+            assert act.apply(target, "1") in (True, False)
+            kernel = Path(f"/proc/irq/{irq}/smp_affinity_list").read_text().strip()
+            act.revert(target, prior)
+            assert kernel == "1" and act.read(target) == prior, (irq, kernel, prior)
+            moved[name] = prior
+        nic = next(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith("e"))
+        rps = Target("irq_affinity", f"{nic}/rx-1")
+        prior = act.read(rps)
+        act.apply(rps, "0-1")
+        mask = Path(f"/sys/class/net/{nic}/queues/rx-1/rps_cpus").read_text().strip()
+        act.revert(rps, prior)
+        assert mask.endswith("3") and act.read(rps) == prior, (mask, prior)
+        return {"irqs": moved, "rps": {"queue": rps.name, "mask_set": mask, "prior": prior}}
+
+    print(json.dumps(REPORT, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Kernel WireGuard, real IRQs and the initial namespace's sysctls, for real, in a VM.
+
+One boot of Debian's stock kernel (QEMU, software emulation, a 2-queue virtio-net NIC)
+runs every check of ``guest_kernel.py`` in one Python process; each test here asserts one
+of them. A missing kernel, QEMU or virtme-ng fails the module, never skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, require_privileges
+from tests.reliability import FigureFn
+from tuner.lab.vm import Vm
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    require_privileges()
+    vm = Vm(queues=2, bundle_extra=((REPO, "tests/__init__.py"), (REPO, "tests/vm")))
+    result = vm.run([sys.executable, "-S", "-m", "tests.vm.guest_kernel"])
+    assert result.rc == 0, result.stderr[-3000:] or result.console[-3000:]
+    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    data["_vm"] = {"seconds": round(result.seconds, 1)}
+    return data
+
+
+def passed(report: dict[str, Any], name: str) -> dict[str, Any]:
+    entry = report[name]
+    assert entry["ok"], entry.get("trace") or entry
+    return entry
+
+
+def test_status_matches_wg_show_dump_field_by_field(report: dict[str, Any]) -> None:
+    entry = passed(report, "status_matches_wg_show_dump")
+    assert entry["peers"] == 3
+
+
+def test_metrics_carry_every_peer_and_no_secret(report: dict[str, Any]) -> None:
+    assert passed(report, "metrics_match_and_carry_no_secret")["peer_series"] == 3
+
+
+def test_keepalive_through_generic_netlink_is_exact_and_never_creates_a_peer(
+    report: dict[str, Any],
+) -> None:
+    entry = passed(report, "keepalive_through_genetlink")
+    assert entry["peers_before"] == entry["peers_after"] == 3
+
+
+def test_mtu_through_netlink_on_kernel_wireguard(report: dict[str, Any]) -> None:
+    assert passed(report, "mtu_through_netlink")["set"] == 1380
+
+
+def test_initial_namespace_sysctls_change_and_restore_exactly(
+    report: dict[str, Any], figure: FigureFn
+) -> None:
+    entry = passed(report, "initial_namespace_sysctls")
+    keys = entry["changed_and_restored"]
+    assert {"net.core.rmem_max", "net.core.netdev_max_backlog"} <= set(keys)
+    figure(
+        "Kernel (VM)",
+        "initial-namespace sysctls changed through the actuator and restored exactly "
+        "(Debian's kernel in a VM)",
+        len(keys),
+        "of 5",
+    )
+
+
+def test_irq_affinity_and_rps_on_real_virtio_queues(
+    report: dict[str, Any], figure: FigureFn
+) -> None:
+    entry = passed(report, "irq_affinity_and_rps_on_virtio_queues")
+    assert len(entry["irqs"]) >= 4
+    figure(
+        "Kernel (VM)",
+        "virtio-net queue IRQs moved and restored exactly, plus one RPS mask; VM boot and "
+        "all kernel checks",
+        len(entry["irqs"]),
+        f"IRQs in {report['_vm']['seconds']} s",
+    )

@@ -1,0 +1,254 @@
+"""A VM with Debian's stock kernel: kernel WireGuard, real IRQs and an initial network
+namespace that belong to the test (virtme-ng under QEMU, software emulation).
+
+``Vm.run(argv)`` boots the kernel with this machine's filesystem shared read-only,
+runs one command as root inside and returns its exit code, stdout and stderr. virtme-ng's
+script channel is not found with Debian's kernel (its console fallback loses the exit
+code), so the command runs from a runner script that writes its results into a shared
+read-write directory, which is where they are read back from.
+
+Python over 9p is slow to start (every import is many file lookups through emulated
+virtio): the runner copies one zip of the standard library, the dependencies and this
+package (``python_bundle``) into the guest's tmpfs and runs Python from it — about 7 s
+to import the CLI instead of 80.
+
+The kernel is installed by scripts/install-vm-kernel.sh from the Debian archive:
+``/var/cache/wg-tuner/vm/vmlinuz-VERSION`` and its modules in ``/lib/modules/VERSION``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import py_compile
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tuner.errors import LabError
+from tuner.lab.commands import run
+
+KERNEL_DIR = Path(os.environ.get("WG_TUNER_VM_KERNEL_DIR", "/var/cache/wg-tuner/vm"))
+BUNDLE_PACKAGES = ("pyroute2", "structlog", "yaml", "tenacity", "prometheus_client")
+SKIP_STDLIB = frozenset(
+    {
+        "test",
+        "idlelib",
+        "tkinter",
+        "turtledemo",
+        "ensurepip",
+        "lib2to3",
+        "pydoc_data",
+        "distutils",
+        "site-packages",
+        "__pycache__",
+    }
+)
+GUEST_BUNDLE = "/run/wg-tuner-bundle.zip"
+
+
+def find_kernel() -> Path:
+    """The newest installed VM kernel; LabError naming the install script otherwise."""
+    found = sorted(KERNEL_DIR.glob("vmlinuz-*"))
+    if not found:
+        raise LabError(
+            f"no VM kernel in {KERNEL_DIR}: run scripts/install-vm-kernel.sh (make test does)"
+        )
+    kernel = found[-1]
+    version = kernel.name.removeprefix("vmlinuz-")
+    if not (Path("/lib/modules") / version / "modules.dep").exists():
+        raise LabError(f"modules of {version} missing in /lib/modules: run install-vm-kernel.sh")
+    return kernel
+
+
+def _require(tool: str) -> str:
+    path = shutil.which(tool) or shutil.which(tool, path=str(Path(sys.executable).parent))
+    if path is None:
+        raise LabError(f"{tool} not found (qemu-system-x86, busybox-static, virtme-ng)")
+    return path
+
+
+def _sources(roots: Sequence[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """(file, name inside the zip) for every .py under each (base, package)."""
+    out = []
+    for base, package in roots:
+        top = base / package
+        if top.is_file():
+            out.append((top, package))
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_STDLIB)
+            rel = Path(dirpath).relative_to(base)
+            out += [
+                (Path(dirpath) / f, str(rel / f)) for f in sorted(filenames) if f.endswith(".py")
+            ]
+    return out
+
+
+def python_bundle(cache: Path, extra: Sequence[tuple[Path, str]] = ()) -> Path:
+    """A zip of compiled modules (stdlib, dependencies, tuner, ``extra`` packages), cached
+    by the sources' names, sizes and mtimes."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    site = Path(sysconfig.get_paths()["purelib"])
+    here = Path(__file__).resolve().parents[2]
+    roots = [(stdlib, n) for n in sorted(os.listdir(stdlib)) if n not in SKIP_STDLIB]
+    roots = [(b, n) for b, n in roots if n.endswith(".py") or (b / n).is_dir()]
+    roots += [(site, p) for p in BUNDLE_PACKAGES] + [(here, "tuner"), *extra]
+    files = _sources(roots)
+    digest = hashlib.sha256()
+    for path, name in files:
+        info = path.stat()
+        digest.update(f"{name}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+    bundle = cache / f"bundle-{digest.hexdigest()[:16]}.zip"
+    if bundle.exists():
+        return bundle
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        pyc = Path(tmp) / "m.pyc"
+        part = bundle.with_suffix(".part")
+        with zipfile.ZipFile(part, "w", zipfile.ZIP_STORED) as z:
+            for path, name in files:
+                try:
+                    py_compile.compile(str(path), cfile=str(pyc), dfile=name, doraise=True)
+                except py_compile.PyCompileError:
+                    continue  # a stdlib file for another platform
+                z.write(pyc, name[:-3] + ".pyc")
+        part.rename(bundle)
+    return bundle
+
+
+@dataclass(frozen=True, slots=True)
+class VmResult:
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+    console: str
+
+
+@dataclass
+class Vm:
+    """One kind of VM; each ``run`` boots it afresh (nothing survives between runs)."""
+
+    cpus: int = 2
+    memory: str = "1G"
+    queues: int = 2
+    """A multi-queue virtio-net NIC (0: none): real per-queue MSI-X IRQs. Its host end is
+    a tap device in a network namespace made for this run and deleted after it."""
+    timeout: float = 900.0
+    bundle_extra: Sequence[tuple[Path, str]] = field(default_factory=tuple)
+    workdir: Path | None = None
+
+    def python(self) -> list[str]:
+        """The guest's Python command (the bundle first on its path, no site)."""
+        return [sys.executable, "-S"]
+
+    def run(self, argv: Sequence[str], env: dict[str, str] | None = None) -> VmResult:
+        kernel = find_kernel()
+        vng = _require("vng")
+        _require("qemu-system-x86_64")
+        _require("busybox")
+        base = Path(tempfile.mkdtemp(prefix="wg-tuner-vm-", dir=self.workdir))
+        try:
+            bundle = python_bundle(
+                Path(tempfile.gettempdir()) / "wg-tuner-vm-cache", self.bundle_extra
+            )
+            shared = base / "shared"
+            shared.mkdir()
+            shutil.copy(bundle, shared / "bundle.zip")
+            (shared / "argv.json").write_text(json.dumps(list(argv)))
+            runner = shared / "run.sh"
+            variables = {
+                "PYTHONPATH": GUEST_BUNDLE,
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
+                **(env or {}),
+            }
+            exports = "".join(f"export {k}={_quote(v)}\n" for k, v in variables.items())
+            runner.write_text(
+                "#!/bin/sh\n"
+                f"cp {shared}/bundle.zip {GUEST_BUNDLE}\n"
+                f"{exports}"
+                "cd /\n"
+                f"{_quote(sys.executable)} -S -c "
+                + _quote(
+                    "import json,subprocess,sys;"
+                    f"a=json.load(open({str(shared / 'argv.json')!r}));"
+                    f"o=open({str(shared / 'stdout')!r},'wb');"
+                    f"e=open({str(shared / 'stderr')!r},'wb');"
+                    "r=subprocess.run(a,stdout=o,stderr=e).returncode;"
+                    f"open({str(shared / 'rc')!r},'w').write(str(r))"
+                )
+                + "\n"
+            )
+            runner.chmod(0o755)
+            cmd = [vng, "--run", str(kernel), "--disable-kvm", "--cpus", str(self.cpus)]
+            cmd += ["--memory", self.memory, "--rwdir", str(shared), "--exec", str(runner)]
+            netns = None
+            if self.queues:
+                netns = f"wgtvm-{os.getpid()}-{secrets.token_hex(2)}"
+                run(["ip", "netns", "add", netns])
+                vectors = 2 * self.queues + 2
+                cmd.append(
+                    f"--qemu-opts=-netdev tap,id=mq0,queues={self.queues},script=no,"
+                    "downscript=no,vhost=off,ifname=wgtvmtap "
+                    f"-device virtio-net-pci,netdev=mq0,mq=on,vectors={vectors}"
+                )
+                cmd = ["ip", "netns", "exec", netns, *cmd]
+            began = time.monotonic()
+            path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=str(base),
+                env={**os.environ, "PATH": path},
+                start_new_session=True,  # QEMU and virtme's helpers: one group to stop
+            )
+            try:
+                out, _ = proc.communicate(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                out, _ = proc.communicate()
+                raise LabError(
+                    f"the VM did not finish in {self.timeout:.0f} s: {out[-3000:]}"
+                ) from None
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                if netns:
+                    run(["ip", "netns", "del", netns], check=False)
+            seconds = time.monotonic() - began
+            console = out[-40000:]
+            rc_file = shared / "rc"
+            if not rc_file.exists():
+                raise LabError(
+                    f"the VM ran nothing (vng exited {proc.returncode}): {console[-3000:]}"
+                )
+            return VmResult(
+                int(rc_file.read_text() or "-1"),
+                (shared / "stdout").read_text(errors="replace"),
+                (shared / "stderr").read_text(errors="replace"),
+                seconds,
+                console,
+            )
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _quote(text: str) -> str:
+    """Single-quote for the runner script (our own constants and paths only)."""
+    return "'" + text.replace("'", "'\"'\"'") + "'"
