@@ -3,7 +3,9 @@
 # Idempotent: apt runs only when something is missing.
 set -euo pipefail
 # prometheus: only for promtool (checks and unit-tests the alert rules); its service is not started.
-pkgs=(wireguard-go wireguard-tools nftables iperf3 iproute2 procps util-linux iptables systemd prometheus)
+# qemu-system-x86, busybox-static, kmod: the VM lab (Debian's stock kernel, see install-vm-kernel.sh).
+pkgs=(wireguard-go wireguard-tools nftables iperf3 iproute2 procps util-linux iptables systemd prometheus
+      qemu-system-x86 busybox-static kmod)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,3 +21,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+"$(dirname "$0")/install-vm-kernel.sh"
