@@ -237,12 +237,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     policies = policy_loader.load_or_raise([args.policies])
     require_root("wg-tuner plan")
-    # The same journal and state directory as apply; nothing is written, not even the lock.
+    # The same journal, state directory and parts as apply; no journal record, no lock.
     journal = Journal(args.state_dir)
-    executor = _executor(args, journal)
-    planner = Planner(
-        executor.observer, _prober(args), dict(executor.actuators), schedule=_one_shot(args)
-    )
+    executor, planner = _one_shot_parts(args, journal, guarded=False)
     result = run_plan(
         planner=planner,
         executor=executor,
@@ -265,6 +262,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.detailed_exitcode and result.changed:
         return EXIT_CHANGES
     return EXIT_OK
+
+
+def _one_shot_parts(
+    args: argparse.Namespace, journal: Journal, *, guarded: bool
+) -> tuple[Executor, Planner]:
+    """What plan and apply decide with: the same executor (its recovery and drift reads)
+    and the same planner over the same actuators, so their decisions can only agree."""
+    executor = _executor(args, journal, guarded=guarded)
+    planner = Planner(
+        executor.observer, _prober(args), dict(executor.actuators), schedule=_one_shot(args)
+    )
+    return executor, planner
 
 
 def _one_shot(args: argparse.Namespace) -> ProbeSchedule:
@@ -361,11 +370,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     require_root("wg-tuner apply")
     with StateLock(args.state_dir, wait=args.lock_wait):
         journal = Journal(args.state_dir)
-        executor = _executor(args, journal, guarded=True)
+        executor, planner = _one_shot_parts(args, journal, guarded=True)
         asked = _apply_signals(executor)
-        planner = Planner(
-            executor.observer, _prober(args), dict(executor.actuators), schedule=_one_shot(args)
-        )
         result = run_apply(
             planner=planner,
             executor=executor,
