@@ -581,7 +581,7 @@ class Executor:
                 )
             elif verdict.step is verify.Step.KEEP:
                 for state, _ in entries:
-                    self._keep(state, by_name.get(state.policy), reports.get(state.change, []))
+                    self._keep(state, by_name.get(state.policy))
                     result.outcomes.append(
                         Outcome.of(state, "verified", "", reports.get(state.change, []))
                     )
@@ -609,7 +609,7 @@ class Executor:
             out.append(verify.Checked(state.change, check.name, gate, res.ok, res.detail))
         return out
 
-    def _keep(self, state: ChangeState, policy: Policy | None, checks: list[Any]) -> None:
+    def _keep(self, state: ChangeState, policy: Policy | None) -> None:
         persisted = self._persist(state, policy)
         self.journal.append(
             VERIFIED,
