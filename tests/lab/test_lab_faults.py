@@ -47,6 +47,38 @@ def test_mtu_blackhole_stalls_bulk_until_the_mtu_fits(lab: Lab) -> None:
     assert lab.traffic(1.0)["ok"]
 
 
+def cached_path_mtu(lab: Lab) -> str:
+    """a's route to b's endpoint as the kernel would use it, with any learned path MTU."""
+    return subprocess.run(
+        ["ip", "-n", lab.topo.a.netns, "-4", "route", "get", lab.topo.b.underlay_addr],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_a_path_mtu_learned_earlier_does_not_defeat_the_next_blackhole(lab: Lab) -> None:
+    # What a frag-needed that slips through leaves behind: a learns the 1400 path for ten
+    # minutes and fragments WireGuard's packets to fit, so a blackhole would pass them.
+    lab.fault("mtu-blackhole", True, mtu=1400)
+    try:
+        subprocess.run(
+            ["ip", "netns", "exec", lab.topo.router, "nft", "delete", "table", "ip", "lab_mtu"],
+            check=True,
+        )
+        lab.traffic(1.0)
+        assert "mtu 1400" in cached_path_mtu(lab)
+    finally:
+        lab.fault("mtu-blackhole", False)
+    assert "mtu 1400" not in cached_path_mtu(lab)
+    lab.fault("mtu-blackhole", True, mtu=1400)
+    try:
+        stalled = lab.traffic(1.5)
+    finally:
+        lab.fault("mtu-blackhole", False)
+    assert stalled["bytes"] < 100_000, stalled
+
+
 def test_down_drops_the_tunnel_both_ways(lab: Lab) -> None:
     lab.fault("down", True)
     try:

@@ -50,9 +50,21 @@ def _drop_table(topo: Topology, name: str) -> None:
     run(in_netns(topo.router, ["nft", "delete", "table", "ip", name]), check=False)
 
 
+def _forget_path_mtus(topo: Topology) -> None:
+    """Drop every learned path MTU (route exceptions) in the lab's namespaces.
+
+    A frag-needed that reached a host while the blackhole was being switched makes its
+    kernel remember the small path for ten minutes and fragment WireGuard's packets to fit
+    it, and a later blackhole then passes everything. Each switch starts from a clean slate.
+    """
+    for netns in (topo.a.netns, topo.b.netns, topo.router):
+        run(["ip", "-n", netns, "-4", "route", "flush", "cache"])
+
+
 def mtu_blackhole_on(topo: Topology, mtu: int = 1400) -> dict[str, Any]:
     if not 576 <= mtu <= UNDERLAY_MTU:
         raise LabError(f"blackhole MTU must be 576..{UNDERLAY_MTU}")
+    _forget_path_mtus(topo)
     run(["ip", "-n", topo.router, "link", "set", topo.router_b, "mtu", str(mtu)])
     run(["ip", "-n", topo.b.netns, "link", "set", topo.b.veth, "mtu", str(mtu)])
     # The router still has to drop the packet; it is the ICMP "fragmentation needed"
@@ -82,9 +94,12 @@ def mtu_blackhole_on(topo: Topology, mtu: int = 1400) -> dict[str, Any]:
 
 
 def mtu_blackhole_off(topo: Topology, params: dict[str, Any]) -> None:
-    _drop_table(topo, "lab_mtu")
+    # The MTUs go back first: with the ICMP filter gone and the small MTU still in place,
+    # the router would tell the hosts about a path MTU that no longer exists.
     run(["ip", "-n", topo.router, "link", "set", topo.router_b, "mtu", str(UNDERLAY_MTU)])
     run(["ip", "-n", topo.b.netns, "link", "set", topo.b.veth, "mtu", str(UNDERLAY_MTU)])
+    _drop_table(topo, "lab_mtu")
+    _forget_path_mtus(topo)
 
 
 NAT_SYSCTLS = (
