@@ -141,7 +141,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from tuner.lab.lab import Lab
 
     state = tmp_path_factory.mktemp("labstate")
-    instance = Lab(unique("t"), state)
+    instance = Lab(unique("t"), state, impl="userspace")  # the host tests drive its UAPI
     instance.up()
     try:
         yield instance

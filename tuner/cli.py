@@ -158,12 +158,12 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from tuner.lab.lab import Lab
 
     require_root("wg-tuner lab")
-    lab = Lab(args.prefix, args.state_dir)
+    lab = Lab(args.prefix, args.state_dir, getattr(args, "impl", None))
     if args.lab_cmd == "up":
         lab.up()
         print(
-            f"lab {args.prefix} is up: hosts {lab.topo.a.netns} and {lab.topo.b.netns}, "
-            f"router {lab.topo.router}"
+            f"lab {args.prefix} is up ({lab.impl} WireGuard): hosts {lab.topo.a.netns} and "
+            f"{lab.topo.b.netns}, router {lab.topo.router}"
         )
         print(f"try: ip netns exec {lab.topo.a.netns} wg-tuner status")
     elif args.lab_cmd == "down":
@@ -200,7 +200,7 @@ def _print_lab_status(data: dict[str, Any]) -> None:
     if not data.get("up"):
         print(f"lab {data['prefix']} is not up")
         return
-    print(f"lab {data['prefix']}")
+    print(f"lab {data['prefix']} ({data.get('impl', 'userspace')} WireGuard)")
     namespaces = data["namespaces"]
     for ns, exists in namespaces.items():
         print(f"  netns {ns}: {'present' if exists else 'MISSING'}")
@@ -772,7 +772,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         p.add_argument("--prefix", default="wgt", help="name prefix of the lab (default wgt)")
         return p
 
-    add_lab("up", "build the lab")
+    lab_up = add_lab("up", "build the lab")
+    lab_up.add_argument(
+        "--impl",
+        choices=("kernel", "userspace"),
+        help="WireGuard implementation (default: kernel where the running kernel can load "
+        "the module, else wireguard-go)",
+    )
     add_lab("down", "remove exactly what 'lab up' made")
     lab_status = add_lab("status", "show the lab")
     lab_status.add_argument("--format", choices=("text", "json"), default="text")

@@ -15,16 +15,16 @@ TIMEOUT = 30.0
 REQUIRED = {
     "ip": "iproute2",
     "nft": "nftables",
-    "wireguard-go": "wireguard-go",
+    "wg": "wireguard-tools",
     "iperf3": "iperf3",
     "sysctl": "procps",
 }
+REQUIRED_BY_IMPL = {"userspace": {"wireguard-go": "wireguard-go"}, "kernel": {"modprobe": "kmod"}}
 
 
-def missing_tools() -> list[str]:
-    return [
-        f"{tool} (apt package {pkg})" for tool, pkg in REQUIRED.items() if not shutil.which(tool)
-    ]
+def missing_tools(impl: str = "userspace") -> list[str]:
+    tools = {**REQUIRED, **REQUIRED_BY_IMPL.get(impl, {})}
+    return [f"{tool} (apt package {pkg})" for tool, pkg in tools.items() if not shutil.which(tool)]
 
 
 def run(argv: Sequence[str], *, input_text: str | None = None, check: bool = True) -> str:

@@ -46,8 +46,13 @@ def _meta(key: str) -> dict[str, Any]:
     return {"meta": {"key": key}}
 
 
-def _drop_table(topo: Topology, name: str) -> None:
-    run(in_netns(topo.router, ["nft", "delete", "table", "ip", name]), check=False)
+def _drop_table(topo: Topology, name: str, netns: str | None = None) -> None:
+    run(in_netns(netns or topo.router, ["nft", "delete", "table", "ip", name]), check=False)
+
+
+FRAGMENT = _match({"&": [{"payload": {"protocol": "ip", "field": "frag-off"}}, 0x3FFF]}, 0, op="!=")
+"""An IPv4 fragment: more-fragments set or a non-zero offset."""
+BEFORE_DEFRAG = -450  # the kernel reassembles at -400; fragments are seen before that
 
 
 def _forget_path_mtus(topo: Topology) -> None:
@@ -90,6 +95,17 @@ def mtu_blackhole_on(topo: Topology, mtu: int = 1400) -> dict[str, Any]:
             },
         ],
     )
+    # Kernel WireGuard sends without DF, so the router fragments instead of dropping;
+    # a path that also loses fragments (a common middlebox) is what blackholes it.
+    for host in (topo.a, topo.b):
+        nft_apply(
+            host.netns,
+            [
+                {"add": _table("lab_frag")},
+                {"add": _chain("lab_frag", "pre", "filter", "prerouting", BEFORE_DEFRAG)},
+                {"add": _rule("lab_frag", "pre", [FRAGMENT, {"drop": None}])},
+            ],
+        )
     return {"mtu": mtu}
 
 
@@ -99,6 +115,8 @@ def mtu_blackhole_off(topo: Topology, params: dict[str, Any]) -> None:
     run(["ip", "-n", topo.router, "link", "set", topo.router_b, "mtu", str(UNDERLAY_MTU)])
     run(["ip", "-n", topo.b.netns, "link", "set", topo.b.veth, "mtu", str(UNDERLAY_MTU)])
     _drop_table(topo, "lab_mtu")
+    for host in (topo.a, topo.b):
+        _drop_table(topo, "lab_frag", host.netns)
     _forget_path_mtus(topo)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -23,18 +22,24 @@ from typing import Any
 import structlog
 
 from tuner.adapters.uapi import UapiClient
-from tuner.adapters.x25519 import public_from_private
 from tuner.errors import LabError, TunerError
 from tuner.files import write_atomic
 from tuner.lab import faults
 from tuner.lab.commands import in_netns, missing_tools, run, sysctl_write
 from tuner.lab.topology import TUNNEL_PREFIXLEN, UNDERLAY_PREFIXLEN, Host, Topology
+from tuner.lab.wireguard import (
+    KERNEL,
+    USERSPACE,
+    WG_SOCKET_DIR,
+    Backend,
+    backend,
+    default_impl,
+    kernel_module_loadable,
+)
 
 log = structlog.get_logger("tuner.lab")
 
 NETNS_DIR = Path("/run/netns")
-WG_SOCKET_DIR = Path("/var/run/wireguard")
-SOCKET_WAIT = 10.0
 
 FAULT_ON: dict[str, Callable[..., dict[str, Any]]] = {
     "mtu-blackhole": faults.mtu_blackhole_on,
@@ -59,6 +64,7 @@ class Record:
     processes: list[dict[str, Any]]
     sockets: list[str]
     faults: dict[str, dict[str, Any]]
+    impl: str = USERSPACE  # records written before the lab knew kernel WireGuard
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2, sort_keys=True)
@@ -94,14 +100,28 @@ def _stop_process(pid: int, needle: str, timeout: float = 5.0) -> None:
 
 
 class Lab:
-    def __init__(self, prefix: str, state_dir: Path) -> None:
+    def __init__(self, prefix: str, state_dir: Path, impl: str | None = None) -> None:
+        """``impl`` picks the WireGuard of a new lab (default: the kernel module where the
+        running kernel can load it, else wireguard-go); a lab that is up keeps its own."""
         self.topo = Topology(prefix)
         self.state_dir = state_dir
         self.record_path = state_dir / "lab" / f"{prefix}.json"
         self.uapi = UapiClient(WG_SOCKET_DIR, timeout=3.0)
-        # Daemons this object started, kept so they can be waited for (no zombies when
-        # the lab lives inside a long-running process such as the test session).
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._impl = impl
+        self._wg: Backend | None = None
+
+    @property
+    def wg(self) -> Backend:
+        """The lab's WireGuard: the recorded one once up (one object, so the daemons it
+        started can be waited for: no zombies inside a long-running test session)."""
+        if self._wg is None:
+            record = self.load()
+            self._wg = backend(record.impl if record else self._impl or default_impl())
+        return self._wg
+
+    @property
+    def impl(self) -> str:
+        return self.wg.name
 
     # -- record -------------------------------------------------------------
     def load(self) -> Record | None:
@@ -118,20 +138,23 @@ class Lab:
 
     # -- up -----------------------------------------------------------------
     def up(self) -> Record:
-        missing = missing_tools()
-        if missing:
-            raise LabError("missing: " + ", ".join(missing) + " (make demo installs them)")
-        if not Path("/dev/net/tun").exists():
-            raise LabError("/dev/net/tun is missing: wireguard-go needs it")
         if self.load() is not None:
             raise LabError(f"lab {self.topo.prefix} is already up (run 'wg-tuner lab down')")
+        impl = self.wg.name
+        missing = missing_tools(impl)
+        if missing:
+            raise LabError("missing: " + ", ".join(missing) + " (make demo installs them)")
+        if impl == USERSPACE and not Path("/dev/net/tun").exists():
+            raise LabError("/dev/net/tun is missing: wireguard-go needs it")
+        if impl == KERNEL and not kernel_module_loadable():
+            raise LabError("the running kernel cannot load the wireguard module (--impl userspace)")
         clash = [ns for ns in self.topo.namespaces if (NETNS_DIR / ns).exists()]
         clash += [
             h.wg for h in (self.topo.a, self.topo.b) if (WG_SOCKET_DIR / f"{h.wg}.sock").exists()
         ]
         if clash:
             raise LabError(f"names already in use, not ours to touch: {', '.join(clash)}")
-        record = Record(self.topo.prefix, [], [], [], {})
+        record = Record(self.topo.prefix, [], [], [], {}, impl)
         self.save(record)
         try:
             self._build(record)
@@ -139,7 +162,7 @@ class Lab:
             log.warning("lab.up_failed", prefix=self.topo.prefix)
             self.down()
             raise
-        log.info("lab.up", prefix=self.topo.prefix)
+        log.info("lab.up", prefix=self.topo.prefix, impl=impl)
         return record
 
     def _build(self, record: Record) -> None:
@@ -153,8 +176,8 @@ class Lab:
         self._wire(topo.b, topo.router_b)
         sysctl_write(topo.router, "net.ipv4.ip_forward", "1")
         for host in (topo.a, topo.b):
-            self._start_wireguard(record, host)
-        self._configure_tunnel()
+            self._create_wireguard(record, host)
+        self.wg.configure(topo)
         for host in (topo.a, topo.b):
             self._bring_up(host)
         self.kick("a")
@@ -214,47 +237,19 @@ class Lab:
         run(["ip", "-n", topo.router, "link", "set", router_end, "up"])
         run(["ip", "-n", host.netns, "route", "add", "default", "via", host.gateway])
 
-    def _start_wireguard(self, record: Record, host: Host) -> None:
-        logdir = self.state_dir / "lab"
-        logfile = logdir / f"{self.topo.prefix}-{host.wg}.log"
-        env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
-        with open(logfile, "ab") as out:
-            proc = subprocess.Popen(
-                in_netns(host.netns, ["wireguard-go", "-f", host.wg]),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                env=env,
-                start_new_session=True,
-            )
-        self._children[proc.pid] = proc
-        record.processes.append({"pid": proc.pid, "match": host.wg, "what": "wireguard-go"})
-        record.sockets.append(host.wg)
-        self.save(record)
-        deadline = time.monotonic() + SOCKET_WAIT
-        while not self.uapi.has_socket(host.wg):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise LabError(f"wireguard-go for {host.wg} did not start (see {logfile})")
-            time.sleep(0.05)
+    def _create_wireguard(self, record: Record, host: Host) -> None:
+        def started(process: dict[str, Any] | None, socket: str | None) -> None:
+            if process is not None:
+                record.processes.append(process)
+            if socket is not None:
+                record.sockets.append(socket)
+            self.save(record)
 
-    def _configure_tunnel(self) -> None:
-        topo = self.topo
-        keys = {h.role: secrets.token_bytes(32) for h in (topo.a, topo.b)}
-        psk = secrets.token_bytes(32).hex()
-        for host, other in ((topo.a, topo.b), (topo.b, topo.a)):
-            self.uapi.set(
-                host.wg,
-                [
-                    ("private_key", keys[host.role].hex()),
-                    ("listen_port", str(host.listen_port)),
-                    ("public_key", public_from_private(keys[other.role]).hex()),
-                    ("preshared_key", psk),
-                    ("endpoint", f"{other.underlay_addr}:{other.listen_port}"),
-                    ("allowed_ip", f"{other.tunnel_addr}/32"),
-                ],
-            )
-        # The keys live on in the daemons only; this process forgets them here.
-        del keys, psk
+        self.wg.create(host, self._logdir, started)
+
+    @property
+    def _logdir(self) -> Path:
+        return self.state_dir / "lab"
 
     def kick(self, role: str) -> None:
         host = self.topo.host(role)
@@ -268,55 +263,45 @@ class Lab:
     def wait_handshake(self, timeout: float) -> float:
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                device = self.uapi.get(self.topo.a.wg)
-            except TunerError:
-                device = None
-            if device and device.peers and device.peers[0].latest_handshake > 0:
-                return device.peers[0].latest_handshake
+            handshake = self.wg.latest_handshake(self.topo.a)
+            if handshake > 0:
+                return handshake
             if time.monotonic() > deadline:
                 raise LabError("the lab tunnel did not complete a handshake")
             time.sleep(0.1)
 
     # -- restart ------------------------------------------------------------
-    RESTORE_KEYS = (
-        "private_key",
-        "listen_port",
-        "fwmark",
-        "public_key",
-        "preshared_key",
-        "endpoint",
-        "persistent_keepalive_interval",
-        "allowed_ip",
-    )
-
     def restart(self, role: str) -> None:
-        """Restart a host's wireguard-go with the same configuration, as an operator or a
+        """Restart a host's WireGuard with the same configuration, as an operator or a
         package upgrade would: the session goes dark until the next handshake."""
         record = self.require()
         host = self.topo.host(role)
-        # The full configuration, keys included, passes through memory only, to the new daemon.
-        raw = self.uapi._request(host.wg, b"get=1\n\n").decode("ascii")
-        items = [
-            (key, value)
-            for key, _, value in (line.partition("=") for line in raw.splitlines())
-            if key in self.RESTORE_KEYS and value and not (key == "fwmark" and value == "0")
-        ]
-        old = next(p for p in record.processes if p["match"] == host.wg)
-        _stop_process(int(old["pid"]), host.wg)
-        child = self._children.pop(int(old["pid"]), None)
+
+        def stop() -> None:
+            old = next(p for p in record.processes if p["match"] == host.wg)
+            _stop_process(int(old["pid"]), host.wg)
+            self._wait_child(int(old["pid"]))
+            record.processes.remove(old)
+            record.sockets.remove(host.wg)
+            self.save(record)
+
+        def started(process: dict[str, Any] | None, socket: str | None) -> None:
+            if process is not None:
+                record.processes.append(process)
+            if socket is not None:
+                record.sockets.append(socket)
+            self.save(record)
+
+        self.wg.restart(host, stop, self._logdir, started)
+        self._bring_up(host)
+        log.info("lab.restarted", role=role, impl=self.wg.name)
+
+    def _wait_child(self, pid: int) -> None:
+        """Reap a daemon this object started (no zombies inside a long-lived process)."""
+        children = getattr(self.wg, "children", {})
+        child = children.pop(pid, None)
         if child is not None:
             child.wait(timeout=5)
-        record.processes.remove(old)
-        record.sockets.remove(host.wg)
-        deadline = time.monotonic() + SOCKET_WAIT
-        while self.uapi.has_socket(host.wg) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self._start_wireguard(record, host)
-        self.uapi.set(host.wg, items)
-        del raw, items
-        self._bring_up(host)
-        log.info("lab.restarted", role=role)
 
     # -- down ---------------------------------------------------------------
     def down(self) -> bool:
@@ -327,9 +312,7 @@ class Lab:
         for proc in reversed(record.processes):
             pid = int(proc["pid"])
             _stop_process(pid, str(proc["match"]))
-            child = self._children.pop(pid, None)
-            if child is not None:
-                child.wait(timeout=5)
+            self._wait_child(pid)
         for ns in reversed(record.namespaces):
             if (NETNS_DIR / ns).exists():
                 run(["ip", "netns", "del", ns], check=False)
@@ -386,16 +369,16 @@ class Lab:
                 "tunnel_address": host.tunnel_addr,
             }
             try:
-                device = self.uapi.get(host.wg)
-                peer = device.peers[0] if device.peers else None
-                entry["latest_handshake"] = peer.latest_handshake if peer else None
-                entry["endpoint"] = peer.endpoint if peer else None
+                handshake = self.wg.latest_handshake(host)
+                entry["latest_handshake"] = handshake or None
+                entry["endpoint"] = self.wg.endpoint(host)
             except TunerError as exc:
                 entry["error"] = str(exc)
             hosts[host.role] = entry
         return {
             "prefix": self.topo.prefix,
             "up": True,
+            "impl": record.impl,
             "namespaces": {ns: (NETNS_DIR / ns).exists() for ns in record.namespaces},
             "processes": [
                 {**p, "alive": _pid_runs(int(p["pid"]), str(p["match"]))} for p in record.processes
