@@ -36,8 +36,11 @@ class Net:
         underlay_icmp: bool = True,
         tunnel_up: bool = True,
         iface_mtu: int = 1420,
+        peer_mtu: int | None = None,
     ) -> None:
         self.path, self.iface_mtu = path, iface_mtu
+        self.peer_mtu = peer_mtu
+        """The peer's own MTU, which caps the padding of its reply (None: not modelled)."""
         self.tunnel_icmp, self.underlay_icmp, self.tunnel_up = tunnel_icmp, underlay_icmp, tunnel_up
         self.sent: list[tuple[str, int]] = []
 
@@ -55,6 +58,8 @@ class Echo:
         if self.device:  # through the tunnel: padded to 16, capped at the interface MTU
             padded = min(-(-size // 16) * 16, net.iface_mtu)
             ok = net.tunnel_up and net.tunnel_icmp and padded + 60 <= net.path
+            if net.peer_mtu is not None:  # the echo reply, padded by the peer
+                ok = ok and min(-(-size // 16) * 16, net.peer_mtu) + 60 <= net.path
         else:
             ok = net.underlay_icmp and size <= net.path
         return 0.001 if ok else None

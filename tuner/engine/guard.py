@@ -52,7 +52,9 @@ def guard_argv(state_dir: Path, batch: str, deadline: float, *, wait: bool) -> l
     """The command either mechanism runs: this interpreter, this package, no shell."""
     if not _BATCH.fullmatch(batch):
         raise ValueError(f"bad batch id {batch!r}")
-    argv = [sys.executable, "-m", "tuner", "--log-format", "json", "guard"]
+    # -S passes on: a Python started without site (the VM lab's bundle) has no site to find.
+    python = [sys.executable, "-S"] if sys.flags.no_site else [sys.executable]
+    argv = [*python, "-m", "tuner", "--log-format", "json", "guard"]
     argv += ["--state-dir", str(state_dir), "--batch", batch, "--deadline", f"{deadline:.3f}"]
     return [*argv, "--wait"] if wait else argv
 

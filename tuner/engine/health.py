@@ -15,6 +15,7 @@ from tuner.actuators.base import Actuator, HealthCheck
 from tuner.errors import TunerError
 from tuner.model.checks import NOT_WORSE
 from tuner.model.kinds import KINDS, VALUE_CHECKS
+from tuner.model.probe import round_trip_size
 from tuner.model.rates import delta
 from tuner.model.snapshot import ACTIVE_HANDSHAKE_MAX, Snapshot
 from tuner.model.target import Target
@@ -105,7 +106,9 @@ class Health:
                 ok = KINDS[target.kind].value.same(current, desired)
                 return CheckResult(name, ok, f"{target} is {current}")
             if name == "tunnel_probe_passes":
-                size = SMALL_PACKET if baseline is None else int(str(p.get("size") or desired or 0))
+                size = SMALL_PACKET
+                if baseline is not None:
+                    size = round_trip_size(int(str(p.get("size") or desired or 0)))
                 got = self._echo(snapshot, iface, size)
                 return CheckResult(name, got is not False, f"DF probe of {size} bytes: {got}")
             if name == "tunnel_reachable":

@@ -99,6 +99,11 @@ def _stop_process(pid: int, needle: str, timeout: float = 5.0) -> None:
     _reap(pid)
 
 
+def python() -> list[str]:
+    """This interpreter, with -S when it runs without site (the VM lab's bundle)."""
+    return [sys.executable, "-S"] if sys.flags.no_site else [sys.executable]
+
+
 class Lab:
     def __init__(self, prefix: str, state_dir: Path, impl: str | None = None) -> None:
         """``impl`` picks the WireGuard of a new lab (default: the kernel module where the
@@ -254,11 +259,7 @@ class Lab:
     def kick(self, role: str) -> None:
         host = self.topo.host(role)
         other = self.topo.b if role == "a" else self.topo.a
-        run(
-            in_netns(
-                host.netns, [sys.executable, "-m", "tuner.lab.traffic", "kick", other.tunnel_addr]
-            )
-        )
+        run(in_netns(host.netns, [*python(), "-m", "tuner.lab.traffic", "kick", other.tunnel_addr]))
 
     def wait_handshake(self, timeout: float) -> float:
         deadline = time.monotonic() + timeout

@@ -31,7 +31,8 @@ POLICY_CHECKS: Mapping[str, str] = MappingProxyType(
         "peer_handshake_fresh": "the changed peer's handshake is younger than 180 s, or its "
         "tunnel address answers a small echo",
         "tunnel_reachable": "a small DF echo through the tunnel is answered",
-        "tunnel_probe_passes": "a DF echo of the new MTU's size through the tunnel is answered",
+        "tunnel_probe_passes": "a DF echo of the new MTU's size, down to WireGuard's 16-byte "
+        "padding grid, is answered through the tunnel",
         "udp_errors_not_worse": "Udp InErrors + RcvbufErrors + SndbufErrors grow no faster "
         "than before the change",
         "softnet_drops_not_worse": "softnet drops (all CPUs) grow no faster than before",

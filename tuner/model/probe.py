@@ -17,6 +17,20 @@ WG_PADDING = 16
 """WireGuard pads each packet to a multiple of 16 bytes (capped at the interface MTU),
 so a probe of N bytes leaves as roundup16(N) + overhead: through a tunnel whose MTU is
 above the path's, pass and fail change only at multiples of 16."""
+
+
+def round_trip_size(mtu: int) -> int:
+    """The largest echo through a tunnel of ``mtu`` that fits both ways on a path that
+    carries exactly ``mtu`` + overhead.
+
+    Our side caps its padding at our MTU, but the peer pads its reply by up to 15 bytes
+    past it when its own MTU is larger (it usually is: only our side was changed), so an
+    echo of exactly ``mtu`` bytes can come back too big. One on the 16-byte grid is never
+    padded. The search has already measured the last bytes on the underlay.
+    """
+    return max(LOWEST_PROBE, mtu - mtu % WG_PADDING)
+
+
 LOWEST_PROBE = 576
 """Below 1280 a tunnel cannot carry IPv6, but the probe still measures such a path."""
 OVERHEAD_V4 = 60

@@ -1,0 +1,47 @@
+"""The verifier's tunnel probe passes on a path that carries the new MTU, whatever the
+peer's own MTU (its reply is padded by up to 15 bytes past ours)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.unit.test_prober import Net, prober, snapshot
+from tuner.engine.health import CheckResult, Health
+from tuner.model.checks import HealthCheck
+from tuner.model.probe import round_trip_size
+from tuner.model.target import Target
+
+CHECK = HealthCheck("tunnel_probe_passes", {"interface": "wg0"})
+BASELINE = CheckResult("tunnel_probe_passes", True, "baseline")
+
+
+def verify(net: Net, desired: int) -> tuple[CheckResult, list[tuple[str, Any]]]:
+    snap, _, _ = snapshot()
+    health = Health(observer=None, prober=prober(net), actuators={})  # type: ignore[arg-type]
+    result = health.run(CHECK, Target("mtu", "wg0"), str(desired), snap, None, baseline=BASELINE)
+    return result, net.sent
+
+
+@pytest.mark.parametrize("path", [1400, 1300, 1350, 1479])
+def test_a_fitting_mtu_verifies_though_the_peer_pads_its_reply(path: int) -> None:
+    fitted = path - 60  # what the search found, to the byte
+    result, sent = verify(Net(path, iface_mtu=fitted, peer_mtu=1420), fitted)
+    assert result.ok, (result, sent)
+    assert {size for _, size in sent} == {round_trip_size(fitted)}
+
+
+def test_an_mtu_too_big_for_the_path_still_fails() -> None:
+    result, _ = verify(Net(1400, iface_mtu=1360, peer_mtu=1420), 1360)
+    assert not result.ok
+
+
+def test_round_trip_size_is_the_16_byte_grid_below() -> None:
+    assert [round_trip_size(m) for m in (1340, 1344, 1420, 1279, 100)] == [
+        1328,
+        1344,
+        1408,
+        1264,
+        576,
+    ]

@@ -1,0 +1,196 @@
+"""Runs inside the VM: the lab on kernel WireGuard, and wg-tuner fixing its blackhole.
+
+The same lab as on the host (namespaces, veth, a router, nftables faults), but with
+``--impl kernel``: Debian's wireguard.ko in the VM's own kernel. One Python process runs
+the checks in order, since each builds on the state the previous one left (a lab, a
+fault); it writes one JSON report that test_vm_lab.py asserts on, one test per check.
+wg-tuner itself runs as the operator would run it: ``python -m tuner`` in host a's
+namespace, with its real state directory, journal and revert guard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.vm.guest_kernel import REPORT, check
+from tuner.lab.lab import Lab
+
+LAB = Lab("vmk", Path("/run/wg-tuner-lab"), impl="kernel")
+A = LAB.topo.a
+POLICIES = sys.argv[1] if len(sys.argv) > 1 else "policies"  # the repository's, shared
+OBSERVE = ["--policies", POLICIES, "--sample", "0.3", "--probe-timeout", "1.0"]
+WINDOW, GRACE = 10, 2
+
+
+def tuner(*args: str) -> list[str]:
+    return ["ip", "netns", "exec", A.netns, sys.executable, "-S", "-m", "tuner", *args]
+
+
+def apply_argv(state: Path, window: int = 4, grace: int = 2) -> list[str]:
+    return tuner(
+        "apply", "--format", "json", "--state-dir", str(state), *OBSERVE, "--settle", "0.5",
+        "--log-format", "json", "--verify-window", str(window), "--grace", str(grace),
+    )  # fmt: skip
+
+
+def mtu() -> int:
+    out = subprocess.run(
+        ["ip", "-n", A.netns, "-j", "-d", "link", "show", A.wg],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(json.loads(out)[0]["mtu"])
+
+
+def set_mtu(value: int) -> None:
+    subprocess.run(["ip", "-n", A.netns, "link", "set", A.wg, "mtu", str(value)], check=True)
+
+
+def records(state: Path) -> list[dict[str, Any]]:
+    path = state / "journal.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x] if path.exists() else []
+
+
+def wait_for(what: str, ok: Any, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while not ok():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return time.time()
+
+
+def until_applied(state: Path, proc: subprocess.Popen[str]) -> dict[str, Any]:
+    def seen() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"apply ended early: {proc.communicate()[1][-2000:]}")
+        return any(r["state"] == "applied" for r in records(state))
+
+    wait_for("an applied change", seen, 120)
+    return next(r for r in records(state) if r["state"] == "applied")
+
+
+def main() -> int:
+    """Each check runs where it is defined, in order; a failed one is reported, and the
+    lab is removed whatever happened."""
+    try:
+
+        @check("lab_up_on_kernel_wireguard")
+        def up() -> dict[str, Any]:
+            LAB.up()
+            out = subprocess.run(
+                ["ip", "-n", A.netns, "-j", "-d", "link", "show", A.wg],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            kind = json.loads(out)[0]["linkinfo"]["info_kind"]
+            status = LAB.status()
+            assert status["impl"] == "kernel" and kind == "wireguard", (status["impl"], kind)
+            assert status["hosts"]["a"]["latest_handshake"], status
+            return {"kind": kind, "processes": len(status["processes"])}
+
+        @check("blackhole_stalls_kernel_wireguard")
+        def stalls() -> dict[str, Any]:
+            LAB.fault("mtu-blackhole", True, mtu=1400)
+            stalled = LAB.traffic(2.0)
+            assert stalled["bytes"] < 100_000, stalled
+            return {"stalled_bytes": stalled["bytes"]}
+
+        @check("plan_finds_the_exact_path_mtu")
+        def plan() -> dict[str, Any]:
+            state = Path("/run/wgt-plan")
+            proc = subprocess.run(
+                tuner("plan", "--format", "json", "--state-dir", str(state), *OBSERVE),
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            (change,) = [c for c in json.loads(proc.stdout)["changes"] if c["kind"] == "mtu"]
+            assert mtu() == 1420 and not records(state)  # a dry run: nothing changed or written
+            return {"before": change["before"], "after": change["after"]}
+
+        @check("apply_fixes_and_verifies")
+        def fixes() -> dict[str, Any]:
+            state = Path("/run/wgt-apply")
+            began = time.monotonic()
+            proc = subprocess.run(
+                apply_argv(state), capture_output=True, text=True, timeout=300, check=False
+            )
+            seconds = time.monotonic() - began
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            (change,) = [c for c in json.loads(proc.stdout)["changes"] if c["kind"] == "mtu"]
+            assert change["status"] == "verified", change
+            bulk = LAB.traffic(2.0)
+            set_mtu(1420)
+            assert bulk["ok"] and bulk["bytes"] > 1_000_000, bulk
+            return {"after": change["after"], "bulk_bytes": bulk["bytes"], "seconds": seconds}
+
+        @check("cut_during_verification_rolls_back")
+        def rolls_back() -> dict[str, Any]:
+            state = Path("/run/wgt-cut")
+            proc = subprocess.Popen(
+                apply_argv(state, window=WINDOW), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            try:
+                until_applied(state, proc)
+                assert mtu() == 1340
+                LAB.fault("down", True)
+                out, err = proc.communicate(timeout=300)
+            finally:
+                LAB.fault("down", False)
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
+            assert proc.returncode == 3, err[-2000:]
+            (back,) = json.loads(out)["rolled_back"]
+            assert mtu() == 1420, mtu()
+            return {"code": back["code"], "mtu": mtu()}
+
+        @check("kill_9_mid_verify_is_reverted_by_the_guard")
+        def killed() -> dict[str, Any]:
+            state = Path("/run/wgt-kill")
+            proc = subprocess.Popen(
+                apply_argv(state, window=WINDOW, grace=GRACE), stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+            )  # fmt: skip
+            try:
+                rec = until_applied(state, proc)
+                LAB.fault("down", True)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+                reverted_at = wait_for("the guard's revert", lambda: mtu() == 1420, 120)
+            finally:
+                LAB.fault("down", False)
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            last = records(state)[-1]
+            assert (last["state"], last["code"]) == ("reverted", "deadline"), last
+            return {
+                "guard": rec["extra"]["guard"]["how"],
+                "late": round(reverted_at - (float(rec["deadline"]) + GRACE), 2),
+            }
+
+    finally:
+        try:
+            LAB.fault("mtu-blackhole", False)
+        finally:
+            LAB.down()
+    print(json.dumps(REPORT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

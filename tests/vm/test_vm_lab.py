@@ -1,0 +1,83 @@
+"""The path-MTU blackhole on kernel WireGuard, for real, in a VM.
+
+One boot of Debian's stock kernel runs ``guest_lab.py``: the lab with ``--impl kernel``
+(wireguard.ko, namespaces, a router, nftables faults), then wg-tuner's plan and apply in
+host a's namespace. Each test asserts one of its checks. A missing kernel, QEMU or
+virtme-ng fails the module, never skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, require_privileges
+from tests.reliability import FigureFn
+from tests.vm.test_vm_kernel import passed
+from tuner.lab.vm import Vm
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    require_privileges()
+    vm = Vm(queues=0, bundle_extra=((REPO, "tests/__init__.py"), (REPO, "tests/vm")))
+    result = vm.run([sys.executable, "-S", "-m", "tests.vm.guest_lab", str(REPO / "policies")])
+    assert result.rc == 0, result.stderr[-3000:] or result.console[-3000:]
+    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    data["_vm"] = {"seconds": round(result.seconds, 1)}
+    return data
+
+
+def test_the_lab_runs_on_kernel_wireguard(report: dict[str, Any]) -> None:
+    entry = passed(report, "lab_up_on_kernel_wireguard")
+    assert entry["kind"] == "wireguard" and entry["processes"] == 0  # no wireguard-go
+
+
+def test_the_blackhole_stalls_kernel_wireguard(report: dict[str, Any]) -> None:
+    assert passed(report, "blackhole_stalls_kernel_wireguard")["stalled_bytes"] < 100_000
+
+
+def test_plan_finds_the_exact_path_mtu_and_changes_nothing(report: dict[str, Any]) -> None:
+    entry = passed(report, "plan_finds_the_exact_path_mtu")
+    assert (entry["before"], entry["after"]) == (1420, 1340)
+
+
+def test_apply_fixes_the_blackhole_on_kernel_wireguard(
+    report: dict[str, Any], figure: FigureFn
+) -> None:
+    entry = passed(report, "apply_fixes_and_verifies")
+    assert entry["after"] == 1340 and entry["bulk_bytes"] > 1_000_000
+    figure(
+        "Kernel (VM)",
+        "kernel WireGuard blackhole (path 1400): apply finds 1340, verifies it, bulk TCP "
+        "passes (software emulation)",
+        f"{entry['bulk_bytes'] / 2.0 * 8 / 1e6:.0f} Mbit/s",
+        f"apply {entry['seconds']:.0f} s",
+    )
+
+
+def test_a_cut_during_verification_rolls_back_on_kernel_wireguard(
+    report: dict[str, Any],
+) -> None:
+    entry = passed(report, "cut_during_verification_rolls_back")
+    assert entry["mtu"] == 1420 and entry["code"] == "verification_failed"
+
+
+def test_kill_9_mid_verify_is_reverted_by_the_guard_on_kernel_wireguard(
+    report: dict[str, Any], figure: FigureFn
+) -> None:
+    entry = passed(report, "kill_9_mid_verify_is_reverted_by_the_guard")
+    assert entry["guard"] == "process"  # the VM's init is virtme's, not systemd
+    assert -1.0 < entry["late"] < 5.0, entry
+    figure(
+        "Kernel (VM)",
+        "apply killed (-9) during a bad change's window on kernel WireGuard -> seconds from "
+        "its deadline to the guard's revert; VM boot and all checks",
+        entry["late"],
+        f"s; {report['_vm']['seconds']} s",
+    )
