@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: deps venv demo test test-stress lint typecheck pytest bench bench-journal clean
+.PHONY: deps venv demo test test-stress lint typecheck pytest bench bench-journal bench-kernel clean
 
 deps:
 	@scripts/install-deps.sh
@@ -42,6 +42,10 @@ bench: deps venv
 
 bench-journal: venv
 	$(PY) -m bench.run --out docs/benchmarks.md --only journal
+
+# Kernel WireGuard reads in a VM (Debian's kernel, as in make test): about 3 minutes.
+bench-kernel: deps venv
+	$(PY) -m bench.run --out docs/benchmarks.md --only kernel
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

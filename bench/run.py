@@ -387,11 +387,16 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--onset-runs", type=int, default=3)
     parser.add_argument(
-        "--only", choices=("journal",), help="regenerate just this section of --out"
+        "--only", choices=("journal", "kernel"), help="regenerate just this section of --out"
     )
     args = parser.parse_args()
-    from bench import journal_bench
+    from bench import journal_bench, kernel_read
 
+    if args.only == "kernel":
+        kernel = kernel_read.render(kernel_read.run())
+        args.out.write_text(replace_section(args.out.read_text(), kernel))
+        print("\n".join(kernel))
+        return 0
     if args.only == "journal":
         journal = journal_bench.render(journal_bench.run())
         args.out.write_text(replace_section(args.out.read_text(), journal))
@@ -405,6 +410,7 @@ def main() -> int:
     text = replace_section(
         render(rows, probe_rows, onset_rows), journal_bench.render(journal_bench.run())
     )
+    text = replace_section(text, kernel_read.render(kernel_read.run()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

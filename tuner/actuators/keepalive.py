@@ -14,6 +14,7 @@ from typing import ClassVar, Protocol
 from tuner.actuators import validate
 from tuner.actuators.base import Target, Value
 from tuner.adapters.uapi import UapiClient, UapiDevice, UapiErrno, b64_to_hex
+from tuner.adapters.wgdump import dump_device
 from tuner.errors import InvalidValue, ObserveError, PermanentActuatorError
 from tuner.model.kinds import KEEPALIVE
 
@@ -66,10 +67,8 @@ class GenetlinkWg:
     """WgPort over kernel WireGuard's generic netlink family."""
 
     def peer_keepalive(self, ifname: str, public_key: str) -> int | None:
-        from tuner.adapters.genetlink import read_kernel_device
-
         try:
-            return keepalive_of(read_kernel_device(ifname), public_key)
+            return keepalive_of(dump_device(ifname), public_key)
         except ObserveError as exc:
             raise PermanentActuatorError(str(exc)) from exc
 

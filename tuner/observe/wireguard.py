@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from tuner.adapters.genetlink import read_kernel_device
 from tuner.adapters.uapi import UapiClient, UapiDevice
+from tuner.adapters.wgdump import dump_device
 from tuner.errors import ObserveError, TunerError
 from tuner.model.snapshot import Implementation, Link, WgInterface
 
@@ -40,7 +40,7 @@ class WireGuardReader:
     def __init__(
         self,
         uapi: UapiClient,
-        kernel_reader: Callable[[str], UapiDevice] = read_kernel_device,
+        kernel_reader: Callable[[str], UapiDevice] = dump_device,
         link_exists: Callable[[str], bool] | None = None,
     ) -> None:
         self.uapi = uapi

@@ -1,0 +1,235 @@
+"""A lean generic-netlink dump of one kernel WireGuard device (``WG_CMD_GET_DEVICE``).
+
+Reading 10,000 peers through pyroute2's generic message classes took 52 times as long as
+``wg show IF dump`` in the VM; this reads the same dump with ``struct`` straight from the
+socket's buffers. The private and preshared keys are attributes it steps over without
+copying: they never become a Python object. Writes stay with pyroute2 (keepalive).
+
+The wire format is ``include/uapi/linux/wireguard.h``: a device's peers arrive over
+several multi-part messages, and one peer's allowed IPs may continue in the next
+message under the same public key.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno as errnos
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import replace
+
+from tuner.adapters.uapi import UapiDevice
+from tuner.errors import ObserveError
+from tuner.model.snapshot import Peer
+
+NETLINK_GENERIC = 16
+GENL_ID_CTRL = 0x10
+CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 3, 1, 2
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+WG_CMD_GET_DEVICE, WG_GENL_VERSION = 0, 1
+
+# WGDEVICE_A_*
+DEV_IFNAME, DEV_PUBLIC_KEY, DEV_LISTEN_PORT, DEV_FWMARK, DEV_PEERS = 2, 4, 6, 7, 8
+# WGPEER_A_*
+PEER_PUBLIC_KEY, PEER_ENDPOINT, PEER_KEEPALIVE, PEER_HANDSHAKE = 1, 4, 5, 6
+PEER_RX, PEER_TX, PEER_ALLOWEDIPS = 7, 8, 9
+# WGALLOWEDIP_A_*
+AIP_FAMILY, AIP_IPADDR, AIP_CIDR = 1, 2, 3
+
+TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
+HDR = struct.Struct("=IHHII")  # nlmsghdr
+GENL = struct.Struct("=BBH")  # genlmsghdr
+NLA = struct.Struct("=HH")
+U16, U32, U64 = struct.Struct("=H"), struct.Struct("=I"), struct.Struct("=Q")
+TIMESPEC = struct.Struct("=qq")
+PORT = struct.Struct("!H")
+RECV_BUFFER = 1 << 20
+
+
+def _attrs(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(type, payload start, payload end) of each attribute in ``buf[start:end]``."""
+    while start + 4 <= end:
+        length, kind = NLA.unpack_from(buf, start)
+        if length < 4:
+            return
+        yield kind & TYPE_MASK, start + 4, start + length
+        start += (length + 3) & ~3
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    raw = NLA.pack(4 + len(payload), kind) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def _endpoint(buf: memoryview, start: int, end: int) -> str | None:
+    family = U16.unpack_from(buf, start)[0]
+    port = PORT.unpack_from(buf, start + 2)[0]
+    if family == socket.AF_INET and end - start >= 8:
+        addr = socket.inet_ntop(socket.AF_INET, buf[start + 4 : start + 8])
+        return None if addr == "0.0.0.0" else f"{addr}:{port}"  # noqa: S104 - "none"
+    if family == socket.AF_INET6 and end - start >= 24:
+        addr = socket.inet_ntop(socket.AF_INET6, buf[start + 8 : start + 24])
+        return None if addr == "::" else f"[{addr}]:{port}"
+    return None
+
+
+def _allowed(buf: memoryview, start: int, end: int) -> list[str]:
+    out = []
+    for _, s, e in _attrs(buf, start, end):
+        family, addr, cidr = 0, b"", 0
+        for kind, a, b in _attrs(buf, s, e):
+            if kind == AIP_FAMILY:
+                family = U16.unpack_from(buf, a)[0]
+            elif kind == AIP_IPADDR:
+                addr = bytes(buf[a:b])
+            elif kind == AIP_CIDR:
+                cidr = buf[a]
+        if family in (socket.AF_INET, socket.AF_INET6) and addr:
+            out.append(f"{socket.inet_ntop(family, addr)}/{cidr}")
+    return out
+
+
+class _Fold:
+    """Peers in order of first appearance, allowed IPs joined across messages."""
+
+    def __init__(self) -> None:
+        self.public_key: str | None = None
+        self.listen_port = 0
+        self.fwmark = 0
+        self.peers: dict[str, Peer] = {}
+
+    def message(self, buf: memoryview, start: int, end: int) -> None:
+        for kind, s, e in _attrs(buf, start, end):
+            if kind == DEV_PEERS:
+                for _, ps, pe in _attrs(buf, s, e):
+                    self._peer(buf, ps, pe)
+            elif kind == DEV_PUBLIC_KEY:
+                self.public_key = base64.b64encode(buf[s:e]).decode("ascii")
+            elif kind == DEV_LISTEN_PORT:
+                self.listen_port = U16.unpack_from(buf, s)[0]
+            elif kind == DEV_FWMARK:
+                self.fwmark = U32.unpack_from(buf, s)[0]
+            # WGDEVICE_A_PRIVATE_KEY (3) is stepped over, never copied.
+
+    def _peer(self, buf: memoryview, start: int, end: int) -> None:
+        key: str | None = None
+        endpoint: str | None = None
+        handshake = 0.0
+        rx = tx = keepalive = 0
+        allowed: list[str] = []
+        for kind, s, e in _attrs(buf, start, end):
+            if kind == PEER_PUBLIC_KEY:
+                key = base64.b64encode(buf[s:e]).decode("ascii")
+            elif kind == PEER_ALLOWEDIPS:
+                allowed = _allowed(buf, s, e)
+            elif kind == PEER_ENDPOINT:
+                endpoint = _endpoint(buf, s, e)
+            elif kind == PEER_HANDSHAKE:
+                sec, nsec = TIMESPEC.unpack_from(buf, s)
+                handshake = sec + nsec / 1e9
+            elif kind == PEER_RX:
+                rx = U64.unpack_from(buf, s)[0]
+            elif kind == PEER_TX:
+                tx = U64.unpack_from(buf, s)[0]
+            elif kind == PEER_KEEPALIVE:
+                keepalive = U16.unpack_from(buf, s)[0]
+            # WGPEER_A_PRESHARED_KEY (2) is stepped over, never copied.
+        if key is None:
+            return
+        seen = self.peers.get(key)
+        if seen is not None:  # the continuation of a peer whose allowed IPs did not fit
+            self.peers[key] = replace(seen, allowed_ips=(*seen.allowed_ips, *allowed))
+            return
+        self.peers[key] = Peer(key, endpoint, tuple(allowed), handshake, rx, tx, keepalive)
+
+    def device(self) -> UapiDevice:
+        return UapiDevice(
+            self.public_key, self.listen_port, self.fwmark, tuple(self.peers.values())
+        )
+
+
+class GenlSocket:
+    """One generic-netlink socket; requests are answered in order (one at a time)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+        self.sock.bind((0, 0))
+        self.seq = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def request(self, family: int, cmd: int, version: int, flags: int, attrs: bytes) -> int:
+        self.seq += 1
+        body = GENL.pack(cmd, version, 0) + attrs
+        self.sock.send(HDR.pack(HDR.size + len(body), family, flags, self.seq, 0) + body)
+        return self.seq
+
+    def replies(self, seq: int) -> Iterator[tuple[memoryview, int, int]]:
+        """(buffer, attributes start, message end) of each reply until DONE or the ACK;
+        OSError with the kernel's errno on an error reply."""
+        while True:
+            data = memoryview(self.sock.recv(RECV_BUFFER))
+            offset = 0
+            while offset + HDR.size <= len(data):
+                length, kind, _flags, msg_seq, _ = HDR.unpack_from(data, offset)
+                if length < HDR.size:
+                    raise OSError(errnos.EPROTO, "short netlink message")
+                end = offset + length
+                if msg_seq == seq:
+                    if kind == NLMSG_DONE:
+                        return
+                    if kind == NLMSG_ERROR:
+                        code = -struct.unpack_from("=i", data, offset + HDR.size)[0]
+                        if code:
+                            raise OSError(code, os.strerror(code))
+                        return  # the ACK of a request that was not a dump
+                    yield data, offset + HDR.size + GENL.size, end
+                offset = (end + 3) & ~3
+
+    def family_id(self, name: str) -> int:
+        seq = self.request(
+            GENL_ID_CTRL,
+            CTRL_CMD_GETFAMILY,
+            1,
+            NLM_F_REQUEST | NLM_F_ACK,
+            _nla(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"),
+        )
+        found = 0
+        for buf, start, end in self.replies(seq):
+            for kind, s, _ in _attrs(buf, start, end):
+                if kind == CTRL_ATTR_FAMILY_ID:
+                    found = U16.unpack_from(buf, s)[0]
+        return found
+
+
+def dump_device(ifname: str) -> UapiDevice:
+    """Read a kernel WireGuard interface of this network namespace; ObserveError when the
+    module is not loaded or the interface cannot be read."""
+    try:
+        sock = GenlSocket()
+    except OSError as exc:
+        raise ObserveError(f"{ifname}: generic netlink unavailable (errno {exc.errno})") from exc
+    try:
+        try:
+            family = sock.family_id("wireguard")
+        except OSError as exc:
+            raise ObserveError(f"{ifname}: kernel WireGuard netlink unavailable") from exc
+        seq = sock.request(
+            family,
+            WG_CMD_GET_DEVICE,
+            WG_GENL_VERSION,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP,
+            _nla(DEV_IFNAME, ifname.encode() + b"\0"),
+        )
+        fold = _Fold()
+        for buf, start, end in sock.replies(seq):
+            fold.message(buf, start, end)
+        return fold.device()
+    except OSError as exc:
+        raise ObserveError(f"{ifname}: kernel WireGuard read failed (errno {exc.errno})") from exc
+    finally:
+        sock.close()
