@@ -50,12 +50,27 @@ def allowed(*cidrs: str) -> bytes:
     return nla(9, out, nested=True)
 
 
-def peer(key: bytes, *cidrs: str, endpoint: bytes | None = None, index: int = 0) -> bytes:
-    body = nla(1, key) + nla(2, PSK)
-    body += nla(4, endpoint if endpoint is not None else sockaddr4("203.0.113.2", 51820))
-    body += nla(5, struct.pack("=H", 25)) + nla(6, struct.pack("=qq", 100, 250_000_000))
-    body += nla(7, struct.pack("=Q", 10)) + nla(8, struct.pack("=Q", 20)) + allowed(*cidrs)
-    return nla(index, body, nested=True)
+def peer(
+    key: bytes,
+    *cidrs: str,
+    endpoint: bytes | None = None,
+    index: int = 0,
+    kernel_order: bool = True,
+) -> bytes:
+    """One peer nest; in the kernel's order (get_peer() in netlink.c) unless told not."""
+    parts = [
+        nla(1, key),
+        nla(2, PSK),
+        nla(6, struct.pack("=qq", 100, 250_000_000)),
+        nla(5, struct.pack("=H", 25)),
+        nla(8, struct.pack("=Q", 20)),
+        nla(7, struct.pack("=Q", 10)),
+        nla(10, struct.pack("=I", 1)),
+        nla(4, endpoint if endpoint is not None else sockaddr4("203.0.113.2", 51820)),
+    ]
+    if not kernel_order:
+        parts.reverse()
+    return nla(index, b"".join(parts) + allowed(*cidrs), nested=True)
 
 
 def genl(seq: int, attrs: bytes, kind: int = 0x20) -> bytes:
@@ -107,6 +122,19 @@ def test_a_multipart_dump_merges_a_split_peer_and_keeps_no_key() -> None:
         assert base64.b64encode(secret).decode() not in text and secret.hex() not in text
 
 
+@pytest.mark.parametrize("kernel_order", [True, False])
+def test_any_attribute_order_reads_the_same(kernel_order: bool) -> None:
+    msg = genl(1, nla(8, peer(b"\x01" * 32, "10.0.0.1/32", kernel_order=kernel_order), nested=True))
+    (p,) = fold(msg).device().peers
+    assert (p.latest_handshake, p.rx_bytes, p.tx_bytes, p.persistent_keepalive) == (
+        100.25,
+        10,
+        20,
+        25,
+    )
+    assert (p.endpoint, p.allowed_ips) == ("203.0.113.2:51820", ("10.0.0.1/32",))
+
+
 def test_ipv6_and_no_endpoint() -> None:
     msg = genl(
         1,
@@ -129,8 +157,10 @@ class FakeSock:
         self.datagrams = datagrams
         self.sent: list[bytes] = []
 
-    def recv(self, size: int) -> bytes:
-        return self.datagrams.pop(0)
+    def recv_into(self, buffer: bytearray) -> int:
+        data = self.datagrams.pop(0)
+        buffer[: len(data)] = data
+        return len(data)
 
     def send(self, data: bytes) -> int:
         self.sent.append(data)
@@ -144,6 +174,7 @@ def sock(datagrams: list[bytes]) -> GenlSocket:
     s = GenlSocket.__new__(GenlSocket)
     s.sock = FakeSock(datagrams)  # type: ignore[assignment]
     s.seq = 0
+    s.buffer = bytearray(1 << 16)
     return s
 
 

@@ -23,7 +23,7 @@ from tuner.actuators.irq import IrqAffinityActuator
 from tuner.actuators.keepalive import GenetlinkWg, KeepaliveActuator
 from tuner.actuators.mtu import MtuActuator, NetlinkLinks
 from tuner.actuators.sysctl import SysctlActuator
-from tuner.errors import PermanentActuatorError
+from tuner.errors import NotRevertible, PermanentActuatorError
 from tuner.model.target import Target
 from tuner.observe.paths import HostPaths
 
@@ -251,6 +251,37 @@ def main() -> int:
         act.revert(rps, prior)
         assert mask.endswith("3") and act.read(rps) == prior, (mask, prior)
         return {"irqs": moved, "rps": {"queue": rps.name, "mask_set": mask, "prior": prior}}
+
+    @check("managed_irq_refuses_and_is_not_revertible")
+    def managed() -> dict[str, Any]:
+        # blk-mq spreads a multi-queue disk's request IRQs itself (managed affinity): the
+        # kernel answers EIO to any write, which must surface as NotRevertible.
+        sh("modprobe", "virtio_blk")
+        deadline = time.monotonic() + 30
+        while True:
+            queues = [
+                (int(line.split(":")[0]), line.split()[-1])
+                for line in Path("/proc/interrupts").read_text().splitlines()
+                if "-req." in line
+            ]
+            if queues or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert queues, "no virtio-blk request IRQs"
+        act = IrqAffinityActuator(HostPaths())
+        refused = {}
+        for irq, name in queues:
+            target = Target("irq_affinity", f"irq/{irq}")
+            prior = act.read(target)
+            other = "0" if prior != "0" else "1"
+            try:
+                act.apply(target, other)
+            except NotRevertible as exc:
+                refused[name] = str(exc)
+            else:
+                raise AssertionError(f"{name} (irq {irq}) accepted an affinity write")
+            assert act.read(target) == prior, (name, act.read(target), prior)
+        return {"refused": refused}
 
     print(json.dumps(REPORT, sort_keys=True))
     return 0

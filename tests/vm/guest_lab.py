@@ -78,6 +78,58 @@ def until_applied(state: Path, proc: subprocess.Popen[str]) -> dict[str, Any]:
     return next(r for r in records(state) if r["state"] == "applied")
 
 
+CT_KEYS = ("net.netfilter.nf_conntrack_max", "net.netfilter.nf_conntrack_udp_timeout")
+
+
+def sysctl(key: str, value: str | None = None) -> str:
+    if value is not None:
+        subprocess.run(["sysctl", "-q", "-w", f"{key}={value}"], check=True)
+    return subprocess.run(
+        ["sysctl", "-n", key], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def nat_in_the_initial_namespace(flows: int) -> None:
+    """ctc -> (the VM's initial namespace, masquerading) -> cts, with ``flows`` UDP flows
+    from distinct ports: each is one conntrack entry in the initial namespace."""
+    for ns, net in (("ctc", "10.77.1"), ("cts", "10.77.2")):
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(
+            ["ip", "link", "add", f"{ns}0", "type", "veth", "peer", "name", "v", "netns", ns],
+            check=True,
+        )
+        for argv in (
+            ["ip", "addr", "add", f"{net}.1/24", "dev", f"{ns}0"],
+            ["ip", "link", "set", f"{ns}0", "up"],
+            ["ip", "-n", ns, "addr", "add", f"{net}.2/24", "dev", "v"],
+            ["ip", "-n", ns, "link", "set", "v", "up"],
+            ["ip", "-n", ns, "route", "add", "default", "via", f"{net}.1"],
+        ):
+            subprocess.run(argv, check=True)
+    sysctl("net.ipv4.ip_forward", "1")
+    subprocess.run(
+        ["nft", "-f", "-"],
+        input="table ip wgt_ct { chain post { type nat hook postrouting priority 100; "
+        'oifname "cts0" masquerade } }\n',
+        text=True,
+        check=True,
+    )
+    sender = (
+        "import socket\n"
+        f"for _ in range({flows}):\n"
+        "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "    s.sendto(b'x', ('10.77.2.2', 9))\n"
+        "    s.close()\n"
+    )
+    subprocess.run(["ip", "netns", "exec", "ctc", sys.executable, "-S", "-c", sender], check=True)
+
+
+def nat_removed() -> None:
+    subprocess.run(["nft", "delete", "table", "ip", "wgt_ct"], check=False)
+    for ns in ("ctc", "cts"):
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
 def main() -> int:
     """Each check runs where it is defined, in order; a failed one is reported, and the
     lab is removed whatever happened."""
@@ -182,6 +234,46 @@ def main() -> int:
                 "guard": rec["extra"]["guard"]["how"],
                 "late": round(reverted_at - (float(rec["deadline"]) + GRACE), 2),
             }
+
+        @check("conntrack_max_raised_and_restored_when_a_nat_fills_it")
+        def conntrack() -> dict[str, Any]:
+            saved = {key: sysctl(key) for key in CT_KEYS}
+            policies = Path("/run/wgt-ct-policies")
+            policies.mkdir()
+            text = (Path(POLICIES) / "conntrack-pressure.yaml").read_text()
+            # The shipped policy wants 60 s above 90 %; one apply samples 1.5 s apart.
+            (policies / "conntrack-pressure.yaml").write_text(text.replace("for: 60s", "for: 1s"))
+            state = Path("/run/wgt-ct")
+            try:
+                sysctl("net.netfilter.nf_conntrack_udp_timeout", "300")
+                sysctl("net.netfilter.nf_conntrack_max", "200")
+                nat_in_the_initial_namespace(190)
+                count = int(sysctl("net.netfilter.nf_conntrack_count"))
+                assert count >= 181, count  # above 90 % of 200
+                proc = subprocess.run(
+                    [sys.executable, "-S", "-m", "tuner", "apply", "--format", "json",
+                     "--state-dir", str(state), "--policies", str(policies), "--sample", "1.5",
+                     "--settle", "0.5", "--verify-window", "2", "--grace", "1",
+                     "--log-format", "json"],
+                    capture_output=True, text=True, timeout=300, check=False,
+                )  # fmt: skip
+                assert proc.returncode == 0, proc.stderr[-2000:]
+                (change,) = json.loads(proc.stdout)["changes"]
+                assert change["status"] == "verified", change
+                raised = sysctl("net.netfilter.nf_conntrack_max")
+                back = subprocess.run(
+                    [sys.executable, "-S", "-m", "tuner", "rollback", "--last", "--format",
+                     "json", "--state-dir", str(state), "--log-format", "json"],
+                    capture_output=True, text=True, timeout=300, check=False,
+                )  # fmt: skip
+                assert back.returncode == 0, back.stderr[-2000:]
+                restored = sysctl("net.netfilter.nf_conntrack_max")
+            finally:
+                nat_removed()
+                for key, value in saved.items():
+                    sysctl(key, value)
+            assert (raised, restored) == ("400", "200"), (raised, restored)
+            return {"count": count, "raised": raised, "restored": restored}
 
     finally:
         try:

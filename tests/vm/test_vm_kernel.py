@@ -23,7 +23,7 @@ pytestmark = pytest.mark.vm
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
     require_privileges()
-    vm = Vm(queues=2, bundle_extra=((REPO, "tests/__init__.py"), (REPO, "tests/vm")))
+    vm = Vm(queues=2, disk_queues=2, bundle_extra=((REPO, "tests/__init__.py"), (REPO, "tests/vm")))
     result = vm.run([sys.executable, "-S", "-m", "tests.vm.guest_kernel"])
     assert result.rc == 0, result.stderr[-3000:] or result.console[-3000:]
     data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
@@ -84,3 +84,11 @@ def test_irq_affinity_and_rps_on_real_virtio_queues(
         len(entry["irqs"]),
         f"IRQs in {report['_vm']['seconds']} s",
     )
+
+
+def test_a_kernel_managed_irq_refuses_and_is_held_as_not_revertible(
+    report: dict[str, Any],
+) -> None:
+    refused = passed(report, "managed_irq_refuses_and_is_not_revertible")["refused"]
+    assert len(refused) >= 2  # one per request queue
+    assert all("rejects writes" in why for why in refused.values()), refused

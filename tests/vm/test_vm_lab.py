@@ -81,3 +81,10 @@ def test_kill_9_mid_verify_is_reverted_by_the_guard_on_kernel_wireguard(
         entry["late"],
         f"s; {report['_vm']['seconds']} s",
     )
+
+
+def test_a_nat_filling_conntrack_raises_its_max_in_the_initial_namespace(
+    report: dict[str, Any],
+) -> None:
+    entry = passed(report, "conntrack_max_raised_and_restored_when_a_nat_fills_it")
+    assert entry["count"] >= 181 and (entry["raised"], entry["restored"]) == ("400", "200")

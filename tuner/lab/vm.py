@@ -145,6 +145,9 @@ class Vm:
     queues: int = 2
     """A multi-queue virtio-net NIC (0: none): real per-queue MSI-X IRQs. Its host end is
     a tap device in a network namespace made for this run and deleted after it."""
+    disk_queues: int = 0
+    """A multi-queue virtio-blk disk (0: none) on a sparse file of this run: blk-mq gives
+    its request queues kernel-managed IRQs, which refuse affinity writes."""
     timeout: float = 900.0
     bundle_extra: Sequence[tuple[Path, str]] = field(default_factory=tuple)
     workdir: Path | None = None
@@ -152,6 +155,30 @@ class Vm:
     def python(self) -> list[str]:
         """The guest's Python command (the bundle first on its path, no site)."""
         return [sys.executable, "-S"]
+
+    def _devices(self, base: Path) -> tuple[list[str], str | None]:
+        """QEMU options for the disk and NIC asked for, and the namespace made for the
+        NIC's tap (None without a NIC); the caller deletes it."""
+        qemu_opts = []
+        if self.disk_queues:
+            disk = base / "disk.img"
+            with open(disk, "wb") as fh:
+                fh.truncate(16 << 20)
+            qemu_opts.append(
+                f"-drive file={disk},if=none,id=d0,format=raw "
+                f"-device virtio-blk-pci,drive=d0,num-queues={self.disk_queues}"
+            )
+        netns = None
+        if self.queues:
+            netns = f"wgtvm-{os.getpid()}-{secrets.token_hex(2)}"
+            run(["ip", "netns", "add", netns])
+            vectors = 2 * self.queues + 2
+            qemu_opts.append(
+                f"-netdev tap,id=mq0,queues={self.queues},script=no,"
+                "downscript=no,vhost=off,ifname=wgtvmtap "
+                f"-device virtio-net-pci,netdev=mq0,mq=on,vectors={vectors}"
+            )
+        return qemu_opts, netns
 
     def run(self, argv: Sequence[str], env: dict[str, str] | None = None) -> VmResult:
         kernel = find_kernel()
@@ -194,16 +221,10 @@ class Vm:
             runner.chmod(0o755)
             cmd = [vng, "--run", str(kernel), "--disable-kvm", "--cpus", str(self.cpus)]
             cmd += ["--memory", self.memory, "--rwdir", str(shared), "--exec", str(runner)]
-            netns = None
-            if self.queues:
-                netns = f"wgtvm-{os.getpid()}-{secrets.token_hex(2)}"
-                run(["ip", "netns", "add", netns])
-                vectors = 2 * self.queues + 2
-                cmd.append(
-                    f"--qemu-opts=-netdev tap,id=mq0,queues={self.queues},script=no,"
-                    "downscript=no,vhost=off,ifname=wgtvmtap "
-                    f"-device virtio-net-pci,netdev=mq0,mq=on,vectors={vectors}"
-                )
+            qemu_opts, netns = self._devices(base)
+            if qemu_opts:
+                cmd.append("--qemu-opts=" + " ".join(qemu_opts))
+            if netns:
                 cmd = ["ip", "netns", "exec", netns, *cmd]
             began = time.monotonic()
             path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
