@@ -35,18 +35,19 @@ def sockaddr6(addr: str, port: int) -> bytes:
     return struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, 0) + packed + b"\0" * 4
 
 
-def allowed(*cidrs: str) -> bytes:
+def allowed(*cidrs: str, kernel_order: bool = True) -> bytes:
     out = b""
     for i, cidr in enumerate(cidrs):
         addr, _, bits = cidr.partition("/")
         family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-        out += nla(
-            i,
-            nla(1, struct.pack("=H", family))
-            + nla(2, socket.inet_pton(family, addr))
-            + nla(3, bytes([int(bits)])),
-            nested=True,
-        )
+        parts = [  # the kernel's order (get_allowedips() in netlink.c)
+            nla(3, bytes([int(bits)])),
+            nla(1, struct.pack("=H", family)),
+            nla(2, socket.inet_pton(family, addr)),
+        ]
+        if not kernel_order:
+            parts.reverse()
+        out += nla(i, b"".join(parts), nested=True)
     return nla(9, out, nested=True)
 
 
@@ -70,7 +71,7 @@ def peer(
     ]
     if not kernel_order:
         parts.reverse()
-    return nla(index, b"".join(parts) + allowed(*cidrs), nested=True)
+    return nla(index, b"".join(parts) + allowed(*cidrs, kernel_order=kernel_order), nested=True)
 
 
 def genl(seq: int, attrs: bytes, kind: int = 0x20) -> bytes:
@@ -124,7 +125,8 @@ def test_a_multipart_dump_merges_a_split_peer_and_keeps_no_key() -> None:
 
 @pytest.mark.parametrize("kernel_order", [True, False])
 def test_any_attribute_order_reads_the_same(kernel_order: bool) -> None:
-    msg = genl(1, nla(8, peer(b"\x01" * 32, "10.0.0.1/32", kernel_order=kernel_order), nested=True))
+    one = peer(b"\x01" * 32, "10.0.0.1/32", "fd00::1/128", kernel_order=kernel_order)
+    msg = genl(1, nla(8, one, nested=True))
     (p,) = fold(msg).device().peers
     assert (p.latest_handshake, p.rx_bytes, p.tx_bytes, p.persistent_keepalive) == (
         100.25,
@@ -132,7 +134,8 @@ def test_any_attribute_order_reads_the_same(kernel_order: bool) -> None:
         20,
         25,
     )
-    assert (p.endpoint, p.allowed_ips) == ("203.0.113.2:51820", ("10.0.0.1/32",))
+    assert p.endpoint == "203.0.113.2:51820"
+    assert p.allowed_ips == ("10.0.0.1/32", "fd00::1/128")
 
 
 def test_ipv6_and_no_endpoint() -> None:

@@ -55,6 +55,11 @@ RECV_BUFFER = 1 << 20
 # attribute steps; any other layout takes the general path.
 PEER_HEAD = struct.Struct("=HH32sHH32xHHqqHHH2xHHQHHQHHI")
 PEER_HEAD_SHAPE = (36, 1, 36, 2, 20, 6, 6, 5, 12, 8, 12, 7, 8, 10)
+# One allowed IP as get_allowedips() writes it: CIDR mask, family, address.
+AIP_V4 = struct.Struct("=HHHHB3xHHH2xHH4s")
+AIP_V6 = struct.Struct("=HHHHB3xHHH2xHH16s")
+AIP_SHAPE = (5, AIP_CIDR, 6, AIP_FAMILY)
+_AIP_SHAPE = itemgetter(2, 3, 5, 6)
 _SHAPE = itemgetter(0, 1, 3, 4, 5, 6, 9, 10, 12, 13, 15, 16, 18, 19)
 
 
@@ -94,6 +99,14 @@ def _allowed(buf: memoryview, start: int, end: int) -> list[str]:
         length, _ = unpack(buf, start)
         if length < 4:
             break
+        fixed = AIP_V4 if length == AIP_V4.size else AIP_V6 if length == AIP_V6.size else None
+        if fixed is not None:
+            f = fixed.unpack_from(buf, start)
+            if _AIP_SHAPE(f) == AIP_SHAPE and f[9] & TYPE_MASK == AIP_IPADDR:
+                family = socket.AF_INET if fixed is AIP_V4 else socket.AF_INET6
+                out.append(f"{ntop(family, f[10])}/{f[4]}")
+                start += length
+                continue
         pos, stop = start + 4, start + length
         family = cidr = 0
         addr = None
@@ -158,10 +171,13 @@ class _Fold:
                 break
             kind &= TYPE_MASK
             s = pos + 4
-            if kind == PEER_PUBLIC_KEY:
-                key = b2a_base64(buf[s : pos + length], newline=False).decode("ascii")
-            elif kind == PEER_ALLOWEDIPS:
+            # After the fixed head only these two remain: they are tested first.
+            if kind == PEER_ALLOWEDIPS:
                 allowed = _allowed(buf, s, pos + length)
+            elif kind == PEER_ENDPOINT:
+                endpoint = _endpoint(buf, s, pos + length)
+            elif kind == PEER_PUBLIC_KEY:
+                key = b2a_base64(buf[s : pos + length], newline=False).decode("ascii")
             elif kind == PEER_HANDSHAKE:
                 sec, nsec = TIMESPEC.unpack_from(buf, s)
                 handshake = sec + nsec / 1e9
@@ -171,8 +187,6 @@ class _Fold:
                 tx = U64.unpack_from(buf, s)[0]
             elif kind == PEER_KEEPALIVE:
                 keepalive = buf[s] | buf[s + 1] << 8
-            elif kind == PEER_ENDPOINT:
-                endpoint = _endpoint(buf, s, pos + length)
             # WGPEER_A_PRESHARED_KEY (2) is stepped over, never copied.
             pos += (length + 3) & ~3
         if key is None:
