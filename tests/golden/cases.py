@@ -199,6 +199,13 @@ def cases() -> list[Case]:
             ("handshake-stale", "peer-unreachable"),
         ),
         Case(
+            "never-handshaken-peer",
+            "an endpoint, tx growing, no handshake ever: a wrong key or a blocked port",
+            series(3, 10, lambda i, s: replace(s, tx=s.tx + 148, handshake_age=None)),
+            (),
+            ("handshake-never",),
+        ),
+        Case(
             "mtu-blackhole-fires",
             "a probe through the tunnel passes 1340, not 1420",
             series(2, 5, lambda i, s: replace(s, probe_mtu=1340)),

@@ -3,7 +3,13 @@ plan proposes an MTU that fits; a healthy lab gets no proposal; nothing ever cha
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +71,47 @@ def test_blackhole_plan_proposes_a_fitting_mtu_and_changes_nothing(
     assert data["diff"]["after"] == {f"mtu {a.wg}": change["after"]}
     text = cli(["plan", "--sample", "0", "--state-dir", str(tmp_path)], netns=a.netns)
     assert "dry-run" in text.stdout
+
+
+def test_a_peer_with_a_wrong_key_is_reported_as_never_handshaken(lab: Lab, tmp_path: Path) -> None:
+    # A peer a knows by a key nobody holds, at b's real endpoint: a sends handshake
+    # initiations that b cannot answer, as with a mistyped key or a blocked port.
+    a, b = lab.topo.a, lab.topo.b
+    wrong = secrets.token_bytes(32)
+    wrong_b64 = base64.b64encode(wrong).decode()
+    lab.uapi.set(
+        a.wg,
+        [
+            ("public_key", wrong.hex()),
+            ("endpoint", f"{b.underlay_addr}:{b.listen_port}"),
+            ("allowed_ip", "192.0.2.99/32"),
+        ],
+    )
+    stop = threading.Event()
+
+    def user() -> None:  # someone keeps trying to reach it
+        while not stop.is_set():
+            subprocess.run(
+                ["ip", "netns", "exec", a.netns, sys.executable, "-m", "tuner.lab.traffic",
+                 "kick", "192.0.2.99"],
+                check=False, capture_output=True,
+            )  # fmt: skip
+            stop.wait(0.5)
+
+    sender = threading.Thread(target=user)
+    sender.start()
+    try:
+        time.sleep(1.0)  # the first initiation is out
+        # Initiations are retried every 5 s (REKEY_TIMEOUT): a 6 s sample sees one.
+        code, data = plan(lab, tmp_path, "--sample", "6")
+    finally:
+        stop.set()
+        sender.join()
+        # wg-tuner's own client refuses to remove peers; the lab's owner uses wg.
+        subprocess.run(
+            ["ip", "netns", "exec", a.netns, "wg", "set", a.wg, "peer", wrong_b64, "remove"],
+            check=True,
+        )
+    never = [f for f in data["findings"] if f["policy"] == "handshake-never"]
+    assert [f["peer"] for f in never] == [wrong_b64], data["findings"]
+    assert data["changes"] == [] and code == 0

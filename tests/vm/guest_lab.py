@@ -237,6 +237,7 @@ def main() -> int:
 
         @check("conntrack_max_raised_and_restored_when_a_nat_fills_it")
         def conntrack() -> dict[str, Any]:
+            subprocess.run(["modprobe", "nf_conntrack"], check=True)
             saved = {key: sysctl(key) for key in CT_KEYS}
             policies = Path("/run/wgt-ct-policies")
             policies.mkdir()

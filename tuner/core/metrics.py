@@ -155,6 +155,10 @@ def handshake_age(p: Point, i: WgInterface, peer: Peer) -> float:
     return NEVER if age is None else age
 
 
+def never_handshaken(p: Point, i: WgInterface, peer: Peer) -> float:
+    return float(peer.latest_handshake <= 0 and peer.endpoint is not None)
+
+
 def tx_without_rx(p: Point, i: WgInterface, peer: Peer) -> float | None:
     r = _peer_rate(p, i, peer)
     return None if r is None else float(sent_unanswered(*r))
@@ -186,6 +190,10 @@ def handshake_age_column(p: Point, i: WgInterface) -> list[float | None]:
         max(0.0, now - peer.latest_handshake) if peer.latest_handshake > 0 else NEVER
         for peer in i.peers
     ]
+
+
+def never_handshaken_column(p: Point, i: WgInterface) -> list[float | None]:
+    return [float(peer.latest_handshake <= 0 and peer.endpoint is not None) for peer in i.peers]
 
 
 def tx_without_rx_column(p: Point, i: WgInterface) -> list[float | None]:
@@ -333,6 +341,14 @@ CATALOGUE: dict[str, Metric] = {
             "seconds since the last handshake (1e9: never)",
             peer=handshake_age,
             column=handshake_age_column,
+        ),
+        Metric(
+            "peer.never_handshaken",
+            "peer",
+            "bool",
+            "1 when the peer has an endpoint but no handshake ever completed",
+            peer=never_handshaken,
+            column=never_handshaken_column,
         ),
         Metric(
             "peer.tx_without_rx",
