@@ -103,8 +103,8 @@ def _allowed(buf: memoryview, start: int, end: int) -> list[str]:
         if fixed is not None:
             f = fixed.unpack_from(buf, start)
             if _AIP_SHAPE(f) == AIP_SHAPE and f[9] & TYPE_MASK == AIP_IPADDR:
-                family = socket.AF_INET if fixed is AIP_V4 else socket.AF_INET6
-                out.append(f"{ntop(family, f[10])}/{f[4]}")
+                fast = socket.AF_INET if fixed is AIP_V4 else socket.AF_INET6
+                out.append(f"{ntop(fast, f[10])}/{f[4]}")
                 start += length
                 continue
         pos, stop = start + 4, start + length
