@@ -406,6 +406,9 @@ def cmd_guard(args: argparse.Namespace) -> int:
     """The revert guard (started by apply and run, never by hand): see engine/guard.py."""
     ignore_hangup()
     journal = Journal(args.state_dir)
+    # Built before the wait, so the deadline's work is the revert alone (under load or
+    # emulation, building the actuators can take seconds).
+    executor = _executor(args, journal)
 
     def open_members() -> int:
         states = fold(journal.read().records).values()
@@ -413,7 +416,6 @@ def cmd_guard(args: argparse.Namespace) -> int:
 
     def locked_revert() -> int:
         with StateLock(args.state_dir, wait=0):
-            executor = _executor(args, journal)
             mine = [c for c in executor.unverified() if c.batch == args.batch]
             why = "reverted by the revert guard: not verified by its deadline"
             failed = [

@@ -61,6 +61,8 @@ class Sample:
     implementation: Implementation = Implementation.USERSPACE
     ip_forward: str = "0"
     endpoint_port: int = 51820
+    underlay_mtu: int = 1500
+    frag_creates: int = 0
 
 
 def snapshot(s: Sample) -> Snapshot:
@@ -102,6 +104,7 @@ def snapshot(s: Sample) -> Snapshot:
             {
                 "Udp": frozen_map({"RcvbufErrors": s.rcvbuf_errors, "InErrors": 0}),
                 "Tcp": frozen_map({"RetransSegs": 0}),
+                "Ip": frozen_map({"FragCreates": s.frag_creates}),
             }
         ),
         netstat=frozen_map({}),
@@ -118,7 +121,7 @@ def snapshot(s: Sample) -> Snapshot:
         s.t,
         "net:[golden]",
         (iface,),
-        (Link("eth0", 2, "veth", 1500, "UP"),),
+        (Link("eth0", 2, "veth", s.underlay_mtu, "UP"),),
         host,
         knobs,
         probes=probes,
@@ -204,6 +207,37 @@ def cases() -> list[Case]:
             series(3, 10, lambda i, s: replace(s, tx=s.tx + 148, handshake_age=None)),
             (),
             ("handshake-never",),
+        ),
+        Case(
+            "mtu-underlay-fragments",
+            "the underlay link's MTU is 1400, the tunnel's 1420: outer packets fragment",
+            series(
+                2,
+                5,
+                lambda i, s: replace(s, underlay_mtu=1400, frag_creates=s.frag_creates + 500),
+            ),
+            (("mtu-underlay", "mtu", "1420", "1340", "admit"),),
+            ("mtu-underlay",),
+        ),
+        Case(
+            "mtu-underlay-and-a-smaller-path",
+            "the link carries 1340, a probe found 1300: the probe's smaller value wins",
+            series(2, 5, lambda i, s: replace(s, underlay_mtu=1400, probe_mtu=1300)),
+            (
+                ("mtu-blackhole", "mtu", "1420", "1300", "admit"),
+                ("mtu-underlay", "mtu", "1420", "1340", "hold"),
+            ),
+            ("mtu-blackhole", "mtu-underlay"),
+        ),
+        Case(
+            "mtu-probe-above-the-link",
+            "a probe passed 1344 (fragmented on the way) over a 1400 link: capped at 1340",
+            series(2, 5, lambda i, s: replace(s, underlay_mtu=1400, probe_mtu=1344)),
+            (
+                ("mtu-blackhole", "mtu", "1420", "1340", "admit"),
+                ("mtu-underlay", "mtu", "1420", "1340", "hold"),
+            ),
+            ("mtu-blackhole", "mtu-underlay"),
         ),
         Case(
             "mtu-blackhole-fires",

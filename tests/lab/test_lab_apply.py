@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -312,3 +313,77 @@ def test_sustained_loss_during_a_change_rolls_it_back(
         f"yes; {left}",
     )
     assert left == 0
+
+
+def frag_creates(lab: Lab) -> int:
+    snmp = subprocess.run(
+        ["ip", "netns", "exec", lab.topo.a.netns, "cat", "/proc/net/snmp"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    head, values = (line.split()[1:] for line in snmp if line.startswith("Ip:"))
+    return int(dict(zip(head, values, strict=True))["FragCreates"])
+
+
+def bulk_frag_creates(lab: Lab, seconds: float = 1.5) -> tuple[int, dict[str, Any]]:
+    before = frag_creates(lab)
+    moved = lab.traffic(seconds)
+    return frag_creates(lab) - before, moved
+
+
+def test_an_underlay_smaller_than_the_tunnel_is_fixed_and_fragmentation_stops(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
+    a = lab.topo.a
+    subprocess.run(["ip", "-n", a.netns, "link", "set", a.veth, "mtu", "1400"], check=True)
+    try:
+        fragmented, moved = bulk_frag_creates(lab)
+        assert moved["ok"] and fragmented > 1000, (fragmented, moved)  # passes, in pieces
+        # No probe at all (--probe-max 0): the link table alone says the MTU is too big.
+        planned = cli(
+            [
+                "plan",
+                "--format",
+                "json",
+                "--state-dir",
+                str(tmp_path),
+                "--sample",
+                "0",
+                "--probe-max",
+                "0",
+            ],
+            netns=a.netns,
+        )
+        (proposed,) = [c for c in json.loads(planned.stdout)["changes"] if c["kind"] == "mtu"]
+        assert (proposed["policy"], proposed["after"], proposed["probes"]) == (
+            "mtu-underlay",
+            1340,
+            [],
+        )  # no probe needed: the link table says it
+        stream = threading.Thread(target=lab.traffic, args=(10.0,))
+        stream.start()  # traffic during the window: the check sees the counter stop
+        try:
+            time.sleep(1.0)
+            proc = apply(lab, tmp_path, "--probe-max", "0")
+        finally:
+            stream.join()
+        assert proc.returncode == 0, proc.stderr
+        (change,) = [c for c in json.loads(proc.stdout)["changes"] if c["kind"] == "mtu"]
+        assert (change["policy"], change["status"], change["after"]) == (
+            "mtu-underlay",
+            "verified",
+            1340,
+        )
+        after, moved = bulk_frag_creates(lab)
+    finally:
+        subprocess.run(["ip", "-n", a.netns, "link", "set", a.veth, "mtu", "1500"], check=True)
+        subprocess.run(["ip", "-n", a.netns, "link", "set", a.wg, "mtu", "1420"], check=True)
+    assert moved["ok"] and moved["bytes"] > 1_000_000, moved
+    assert after == 0, after  # the symptom's own counter stopped
+    figure(
+        "Remediation",
+        "underlay link MTU 1400 under a 1420 tunnel -> Ip FragCreates during 1.5 s of bulk "
+        "TCP before and after mtu-underlay's fix (no probe)",
+        f"{fragmented} -> {after}",
+    )

@@ -107,13 +107,15 @@ def nat_in_the_initial_namespace(flows: int) -> None:
         ):
             subprocess.run(argv, check=True)
     sysctl("net.ipv4.ip_forward", "1")
-    subprocess.run(
+    nat = subprocess.run(
         ["nft", "-f", "-"],
         input="table ip wgt_ct { chain post { type nat hook postrouting priority 100; "
-        'oifname "cts0" masquerade } }\n',
+        'oifname "cts0" masquerade; } }\n',
+        capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    assert nat.returncode == 0, nat.stderr
     sender = (
         "import socket\n"
         f"for _ in range({flows}):\n"

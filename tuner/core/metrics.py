@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tuner.model.probe import ProbeOutcome
+from tuner.model.probe import OVERHEAD_V4, OVERHEAD_V6, ProbeOutcome
 from tuner.model.rates import (
     Rates,
     counter_deltas,
@@ -246,15 +246,36 @@ def probe_unreachable(p: Point, i: WgInterface, peer: Peer) -> float | None:
 
 
 def iface_min_probe(p: Point, i: WgInterface) -> float | None:
+    """The smallest probed tunnel MTU, never above what the underlay link carries
+    unfragmented: a probe whose packets were fragmented on the way passes sizes the link
+    cannot carry whole (veth even accepts 4 bytes over its MTU, room for a VLAN tag)."""
     if not p.cur.probes:
         return None
     values = [v for peer in i.peers if (v := probe_mtu(p, i, peer)) is not None]
-    return min(values) if values else None
+    if not values:
+        return None
+    fit = underlay_fit_mtu(p, i)
+    return min(values) if fit is None else min(*values, fit)
 
 
 def iface_deficit(p: Point, i: WgInterface) -> float | None:
     low = iface_min_probe(p, i)
     return None if low is None else max(0.0, i.link.mtu - low)
+
+
+def underlay_fit_mtu(p: Point, i: WgInterface) -> float | None:
+    """The largest tunnel MTU whose outer packets fit every link under the interface's
+    endpoints without fragmenting (80 bytes of overhead once any endpoint is IPv6)."""
+    mtus = [link.mtu for link in p.cur.underlays if link.name in i.underlays]
+    if not mtus:
+        return None
+    v6 = any(peer.endpoint and peer.endpoint.startswith("[") for peer in i.peers)
+    return float(min(mtus) - (OVERHEAD_V6 if v6 else OVERHEAD_V4))
+
+
+def mtu_over_underlay(p: Point, i: WgInterface) -> float | None:
+    fit = underlay_fit_mtu(p, i)
+    return None if fit is None else max(0.0, i.link.mtu - fit)
 
 
 def counter_rate(proto: str, name: str) -> HostFn:
@@ -413,7 +434,7 @@ CATALOGUE: dict[str, Metric] = {
             "iface.min_tunnel_mtu",
             "interface",
             "B",
-            "smallest probed tunnel MTU of its peers",
+            "smallest probed tunnel MTU of its peers, capped at iface.underlay_fit_mtu",
             iface=iface_min_probe,
         ),
         Metric(
@@ -422,6 +443,20 @@ CATALOGUE: dict[str, Metric] = {
             "B",
             "interface MTU minus the smallest probe",
             iface=iface_deficit,
+        ),
+        Metric(
+            "iface.underlay_fit_mtu",
+            "interface",
+            "B",
+            "smallest underlay link MTU minus the outer overhead (60 IPv4, 80 IPv6)",
+            iface=underlay_fit_mtu,
+        ),
+        Metric(
+            "iface.mtu_over_underlay",
+            "interface",
+            "B",
+            "interface MTU above what the underlay carries unfragmented",
+            iface=mtu_over_underlay,
         ),
         Metric(
             "udp.rcvbuf_errors_rate",
@@ -450,6 +485,13 @@ CATALOGUE: dict[str, Metric] = {
             "1/s",
             "Tcp RetransSegs per second",
             host=counter_rate("Tcp", "RetransSegs"),
+        ),
+        Metric(
+            "ip.frag_creates_rate",
+            "host",
+            "1/s",
+            "Ip FragCreates per second (outgoing packets fragmented here)",
+            host=counter_rate("Ip", "FragCreates"),
         ),
         Metric(
             "ip.frag_fails_rate",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from tuner.actuators.base import Actuator, HealthCheck
 from tuner.errors import TunerError
-from tuner.model.checks import NOT_WORSE
+from tuner.model.checks import NOT_WORSE, STOPS
 from tuner.model.kinds import KINDS, VALUE_CHECKS
 from tuner.model.probe import round_trip_size
 from tuner.model.rates import delta
@@ -37,6 +37,8 @@ class CheckResult:
 WORSE_FACTOR = 1.5
 WORSE_SLACK = 0.5
 """An error rate is "worse" above baseline x 1.5 + 0.5/s (noise must not roll back)."""
+STOP_FACTOR = 0.1
+"""A counter has "stopped" below a tenth of its baseline rate + 0.5/s."""
 
 
 class Health:
@@ -119,7 +121,7 @@ class Health:
                     return CheckResult(name, True, "handshakes fresh")
                 got = self._echo(snapshot, iface, SMALL_PACKET, peer)
                 return CheckResult(name, bool(got), f"stale handshake; tunnel reachable: {got}")
-            if name in NOT_WORSE or name == "softnet_drops_not_worse":
+            if name in NOT_WORSE or name in STOPS or name == "softnet_drops_not_worse":
                 return self._not_worse(name, snapshot, before, baseline)
         except (TunerError, OSError, ValueError) as exc:
             return CheckResult(name, False, f"check failed: {exc}")
@@ -136,7 +138,7 @@ class Health:
             old = {r.cpu: r.dropped for r in before.host.softnet}
             grown = sum(delta(old.get(r.cpu, r.dropped), r.dropped) for r in now.host.softnet)
         else:
-            counters = NOT_WORSE[name]
+            counters = NOT_WORSE.get(name) or STOPS[name]
             grown = sum(
                 delta(
                     before.host.snmp.get(proto, {}).get(key, 0),
@@ -147,7 +149,8 @@ class Health:
         rate = grown / max(1.0, now.monotonic - before.monotonic)
         if baseline is None or baseline.value is None:
             return CheckResult(name, True, f"{rate:.2f}/s before the change", rate)
-        limit = baseline.value * WORSE_FACTOR + WORSE_SLACK
+        factor = STOP_FACTOR if name in STOPS else WORSE_FACTOR
+        limit = baseline.value * factor + WORSE_SLACK
         return CheckResult(
             name,
             rate <= limit,

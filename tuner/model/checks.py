@@ -36,6 +36,8 @@ POLICY_CHECKS: Mapping[str, str] = MappingProxyType(
         "udp_errors_not_worse": "Udp InErrors + RcvbufErrors + SndbufErrors grow no faster "
         "than before the change",
         "softnet_drops_not_worse": "softnet drops (all CPUs) grow no faster than before",
+        "fragmentation_stops": "Ip FragCreates grow at most a tenth as fast as before the "
+        "change (plus 0.5/s of noise)",
     }
 )
 """Checks a policy may name in ``verify.health``, with what each checks."""
@@ -58,3 +60,9 @@ NOT_WORSE: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType(
     }
 )
 """Rate checks on /proc/net/snmp counters: check -> (protocol, counter) summed."""
+
+STOPS: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType(
+    {"fragmentation_stops": (("Ip", "FragCreates"),)}
+)
+"""Like NOT_WORSE, but the remedy must make the counter all but stop: the symptom's own
+counter moving is the proof, not merely "not worse"."""
