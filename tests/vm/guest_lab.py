@@ -109,8 +109,8 @@ def nat_in_the_initial_namespace(flows: int) -> None:
     sysctl("net.ipv4.ip_forward", "1")
     nat = subprocess.run(
         ["nft", "-f", "-"],
-        input="table ip wgt_ct { chain post { type nat hook postrouting priority 100; "
-        'oifname "cts0" masquerade; } }\n',
+        input="table ip wgt_ct {\n  chain post {\n    type nat hook postrouting priority 100;\n"
+        '    oifname "cts0" masquerade\n  }\n}\n',
         capture_output=True,
         text=True,
         check=False,
