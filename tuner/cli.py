@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import structlog
-from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
+from prometheus_client import CollectorRegistry, start_http_server
 
 from tuner import __version__, exit_codes
 from tuner.actuators import registry
@@ -29,14 +29,14 @@ from tuner.engine.executor import Executor, VerifySettings
 from tuner.engine.guard import Guards, ignore_hangup, run_guard
 from tuner.engine.health import Health
 from tuner.engine.planning import Planner
-from tuner.errors import NotRoot, TunerError, UsageError
+from tuner.errors import NotRoot, PortBusy, TunerError, UsageError
 from tuner.exporters import logs, report
 from tuner.exporters.controller_metrics import (
     ControllerCollector,
     ControllerState,
     LiveSnapshotCollector,
 )
-from tuner.exporters.metrics import render, write_textfile
+from tuner.exporters.metrics import render, write_registry_textfile, write_textfile
 from tuner.exporters.snapshot_json import snapshot_to_data
 from tuner.exporters.status import render_text
 from tuner.journal.journal import FREEZE_CLEARED, OPEN_STATES, Cause, Journal, fold
@@ -152,6 +152,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render(snapshot))
     return EXIT_OK
+
+
+DEFAULT_METRICS = "127.0.0.1:10586"
+"""Not 9586: both WireGuard exporters listen there, and wg-tuner runs beside them. The
+exporters' allocated range (9100-9999) is full, so the default lies above it."""
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -530,13 +535,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         registry_.register(LiveSnapshotCollector(state))
         registry_.register(ControllerCollector(state))
         if listen is not None:
-            start_http_server(listen[1], addr=listen[0], registry=registry_)
+            try:
+                start_http_server(listen[1], addr=listen[0], registry=registry_)
+            except OSError as exc:
+                raise PortBusy(
+                    f"cannot serve metrics on {listen[0]}:{listen[1]}: {exc.strerror} "
+                    "(another exporter there? choose one with --metrics-listen)"
+                ) from None
             log.info("metrics.listening", address=listen[0], port=listen[1])
 
         def after_cycle(s: ControllerState) -> None:
             if args.textfile:
                 try:
-                    write_to_textfile(str(args.textfile), registry_)
+                    write_registry_textfile(registry_, args.textfile)
                 except OSError as exc:
                     log.warning("metrics.textfile_failed", error=str(exc))
 
@@ -724,9 +735,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
     )
     run.add_argument(
         "--metrics-listen",
-        default="127.0.0.1:9586",
+        default=DEFAULT_METRICS,
         metavar="[ADDR:]PORT",
-        help="Prometheus endpoint (default 127.0.0.1:9586; '' to disable)",
+        help=f"Prometheus endpoint (default {DEFAULT_METRICS}; '' to disable)",
     )
     run.add_argument(
         "--textfile",

@@ -108,3 +108,10 @@ class LockBusy(TunerError):
     """Another wg-tuner holds the state directory."""
 
     exit_code = 75
+
+
+class PortBusy(TunerError):
+    """The metrics address cannot be bound (in use, or refused): a configuration error
+    that a restart cannot fix, so the unit does not restart on it."""
+
+    exit_code = 69

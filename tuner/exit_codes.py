@@ -1,6 +1,6 @@
 """Every exit code of every command, in one table (the CLI's --help and the README show it).
 
-Codes follow sysexits(3) where one fits: 64 (EX_USAGE), 75 (EX_TEMPFAIL), 77
+Codes follow sysexits(3) where one fits: 64 (EX_USAGE), 69 (EX_UNAVAILABLE), 75 (EX_TEMPFAIL), 77
 (EX_NOPERM). ``2`` means "changes proposed" and only with ``plan --detailed-exitcode``,
 as Terraform uses it; argparse's own usage errors are moved from 2 to 64.
 """
@@ -24,6 +24,7 @@ CHANGES = 2
 ROLLED_BACK = 3
 REVERT_FAILED = 4
 USAGE = 64
+PORT_BUSY = 69
 LOCK_BUSY = 75
 NOT_ROOT = 77
 INTERRUPTED = 130
@@ -47,6 +48,13 @@ TABLE: tuple[ExitCode, ...] = (
         "a revert failed: changes are frozen until 'rollback --clear-freeze'",
     ),
     ExitCode(USAGE, "usage", "all", "bad command line: unknown option, bad option value"),
+    ExitCode(
+        PORT_BUSY,
+        "port-busy",
+        "run",
+        "the metrics address is in use or refused (EX_UNAVAILABLE): pick another "
+        "--metrics-listen; the unit does not restart on it",
+    ),
     ExitCode(
         LOCK_BUSY, "lock-busy", "apply, rollback, run", "another wg-tuner holds the state dir"
     ),

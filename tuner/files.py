@@ -19,7 +19,9 @@ def write_atomic(
     when ``keep_mode`` and it exists. Missing parent directories get ``dir_mode``."""
     if keep_mode and path.exists():
         mode = path.stat().st_mode & 0o7777
-    path.parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
+        os.chmod(path.parent, dir_mode)  # mkdir's mode is masked by the umask
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:

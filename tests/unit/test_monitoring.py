@@ -111,3 +111,24 @@ def test_the_dashboard_has_the_on_call_panels() -> None:
 def test_a_misspelled_metric_would_be_caught() -> None:
     assert "wg_tuner_rollback_total" not in exported()
     assert "wg_tuner_rollbacks_total" in exported()
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_every_alert_has_a_severity_a_description_and_a_runbook_that_exists() -> None:
+    doc = (REPO / "docs" / "operations.md").read_text()
+    anchors = {slug(h) for h in re.findall(r"^#+ (.+)$", doc, re.M)}
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert len(rules) >= 11
+    for rule in rules:
+        name = rule["alert"]
+        assert rule["labels"]["severity"] in ("critical", "warning"), name
+        notes = rule["annotations"]
+        assert notes["summary"] and notes["description"], name
+        path, _, anchor = notes["runbook_url"].partition("#")
+        assert path == "docs/operations.md" and anchor in anchors, (name, anchor)

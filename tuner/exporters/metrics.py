@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tuner.files import write_atomic
 from tuner.model.snapshot import Link, Snapshot
 
 USER_HZ = 100
@@ -180,6 +181,13 @@ def render(snapshot: Snapshot) -> str:
     return generate_latest(registry_for(snapshot)).decode("utf-8")
 
 
+def write_registry_textfile(registry: CollectorRegistry, path: Path) -> None:
+    """Atomic (temp file, fsync, rename in the same directory) and world-readable (0644)
+    whatever the umask: node_exporter runs unprivileged, and the unit's UMask=0077 would
+    otherwise make every series silently invisible to it. The temporary name does not
+    end in ``.prom``, so the collector never reads a half-written file."""
+    write_atomic(path, generate_latest(registry).decode("utf-8"), mode=0o644, dir_mode=0o755)
+
+
 def write_textfile(snapshot: Snapshot, path: Path) -> None:
-    """Atomic (temp file + rename in the same directory), as node_exporter expects."""
-    write_to_textfile(str(path), registry_for(snapshot))
+    write_registry_textfile(registry_for(snapshot), path)
