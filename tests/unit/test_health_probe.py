@@ -45,3 +45,25 @@ def test_round_trip_size_is_the_16_byte_grid_below() -> None:
         1264,
         576,
     ]
+
+
+def test_fragmentation_stops_needs_the_counter_all_but_stopped() -> None:
+    from dataclasses import replace as with_
+
+    from tests.golden.cases import Sample, snapshot
+
+    start = Sample(t=0.0, frag_creates=0)
+    before, baseline_at = snapshot(start), snapshot(with_(start, t=1.0, frag_creates=1000))
+    health = Health(observer=None, prober=None, actuators={})  # type: ignore[arg-type]
+    check = HealthCheck("fragmentation_stops")
+    target = Target("mtu", "wg0")
+    base = health.run(check, target, "1340", baseline_at, before, baseline=None)
+    assert base.ok and base.value == 1000.0  # 1000 fragments a second before the change
+
+    def after(per_second: int) -> CheckResult:
+        then = snapshot(with_(start, t=2.0, frag_creates=1000))
+        now = snapshot(with_(start, t=3.0, frag_creates=1000 + per_second))
+        return health.run(check, target, "1340", now, then, baseline=base)
+
+    assert after(0).ok and after(90).ok  # stopped, or under a tenth (+0.5/s)
+    assert not after(500).ok  # halved is not stopped: "not worse" would have passed it
