@@ -40,14 +40,20 @@ def apply_argv(state: Path, window: int = 4, grace: int = 2) -> list[str]:
     )  # fmt: skip
 
 
-def mtu() -> int:
+def link() -> dict[str, Any]:
+    """a's WireGuard link as ``ip -j -d link show`` gives it."""
     out = subprocess.run(
         ["ip", "-n", A.netns, "-j", "-d", "link", "show", A.wg],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    return int(json.loads(out)[0]["mtu"])
+    shown: dict[str, Any] = json.loads(out)[0]
+    return shown
+
+
+def mtu() -> int:
+    return int(link()["mtu"])
 
 
 def set_mtu(value: int) -> None:
@@ -140,13 +146,7 @@ def main() -> int:
         @check("lab_up_on_kernel_wireguard")
         def up() -> dict[str, Any]:
             LAB.up()
-            out = subprocess.run(
-                ["ip", "-n", A.netns, "-j", "-d", "link", "show", A.wg],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            kind = json.loads(out)[0]["linkinfo"]["info_kind"]
+            kind = link()["linkinfo"]["info_kind"]
             status = LAB.status()
             assert status["impl"] == "kernel" and kind == "wireguard", (status["impl"], kind)
             assert status["hosts"]["a"]["latest_handshake"], status

@@ -32,6 +32,7 @@ from tuner.lab.wireguard import (
     USERSPACE,
     WG_SOCKET_DIR,
     Backend,
+    Started,
     backend,
     default_impl,
     kernel_module_loadable,
@@ -243,6 +244,12 @@ class Lab:
         run(["ip", "-n", host.netns, "route", "add", "default", "via", host.gateway])
 
     def _create_wireguard(self, record: Record, host: Host) -> None:
+        self.wg.create(host, self._logdir, self._recorder(record))
+
+    def _recorder(self, record: Record) -> Started:
+        """What a backend calls once it started something: recorded (and saved) at once,
+        so ``down`` can undo it even if the next step fails."""
+
         def started(process: dict[str, Any] | None, socket: str | None) -> None:
             if process is not None:
                 record.processes.append(process)
@@ -250,7 +257,7 @@ class Lab:
                 record.sockets.append(socket)
             self.save(record)
 
-        self.wg.create(host, self._logdir, started)
+        return started
 
     @property
     def _logdir(self) -> Path:
@@ -286,14 +293,7 @@ class Lab:
             record.sockets.remove(host.wg)
             self.save(record)
 
-        def started(process: dict[str, Any] | None, socket: str | None) -> None:
-            if process is not None:
-                record.processes.append(process)
-            if socket is not None:
-                record.sockets.append(socket)
-            self.save(record)
-
-        self.wg.restart(host, stop, self._logdir, started)
+        self.wg.restart(host, stop, self._logdir, self._recorder(record))
         self._bring_up(host)
         log.info("lab.restarted", role=role, impl=self.wg.name)
 
