@@ -61,3 +61,31 @@ def test_history_round_trips_through_json() -> None:
     for case in cases():
         for snap in case.history:
             assert snapshot_from_data(json.loads(json.dumps(to_data(snap)))) == snap
+
+
+def test_a_named_peer_is_named_in_findings_and_changes() -> None:
+    """The NAT case with a friendly name on its peer: the plan's finding and keepalive
+    change carry it, and the text report shows it beside the key."""
+    from dataclasses import replace
+
+    from tuner.exporters.report import render_text
+    from tuner.model.snapshot import frozen_map
+
+    folder = HERE / "nat-keepalive-fires"
+    history = [snapshot_from_data(d) for d in json.loads((folder / "history.json").read_text())]
+    key = history[-1].interfaces[0].peers[0].public_key
+    named = [
+        replace(
+            snap,
+            interfaces=tuple(
+                replace(i, peer_names=frozen_map({key: "branch-7"})) for i in snap.interfaces
+            ),
+        )
+        for snap in history
+    ]
+    result = plan(named, load_or_raise([REPO / "policies"]), PlanContext(now=named[-1].taken_at))
+    data = checked(render_json(result))
+    finding = next(f for f in data["findings"] if f["peer"] == key)
+    change = next(c for c in data["changes"] if c["peer"] == key)
+    assert (finding["peer_name"], change["peer_name"]) == ("branch-7", "branch-7")
+    assert f"{key[:8]}... (branch-7)" in render_text(result)

@@ -36,7 +36,8 @@ def test_metrics_use_wireguard_exporter_names(snaps: tuple[Snapshot, Snapshot]) 
     families = {f.name: f for f in text_string_to_metric_families(text)}
     sent = families["wireguard_sent_bytes"]
     labels = sent.samples[1].labels
-    assert set(labels) == {"interface", "public_key", "allowed_ips"}
+    assert set(labels) == {"interface", "public_key", "allowed_ips", "friendly_name"}
+    assert labels["friendly_name"] == ""  # no config names this peer
     assert labels["allowed_ips"] == "10.0.0.1/32,fd00::1/128"
     assert sent.samples[1].value == 1000
     assert "wireguard_received_bytes" in families
@@ -77,3 +78,34 @@ def test_status_text_and_json(snaps: tuple[Snapshot, Snapshot]) -> None:
     assert peer["rx_bps"] == 0.0
     blob = json.dumps(data)
     assert PRIVATE_HEX not in blob and PSK_HEX not in blob
+
+
+def test_friendly_names_from_a_config_reach_metrics_status_and_json(tmp_path: Path) -> None:
+    """A wg-easy config beside the interface: its client name labels the peer's series,
+    an info series carries it with the endpoint, and status text and JSON show it."""
+    paths = HostPaths.under(build_tree(tmp_path))
+    nl = FakeNetlink([link("wg0", 2, "tun"), link("eth0", 3, "veth")], {"198.51.0.1": 3})
+    with daemon(paths.wg_socket_dir, "wg0", make_reply(3, handshake=1_699_999_000)):
+        obs = observer(paths, nl)
+        first = obs.observe()
+        named = first.interfaces[0].peers[0]
+        conf = paths.etc("wireguard", "wg0.conf")
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(
+            f"[Interface]\nPrivateKey = {PRIVATE_HEX}\n\n# Client: alice-phone (id-1)\n"
+            f"[Peer]\nPublicKey = {named.public_key}\nPresharedKey = {PSK_HEX}\n"
+        )
+        snap = obs.observe()
+    assert dict(snap.interfaces[0].peer_names) == {named.public_key: "alice-phone"}
+    text = render(snap)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    by_key = {s.labels["public_key"]: s for s in families["wireguard_sent_bytes"].samples}
+    assert by_key[named.public_key].labels["friendly_name"] == "alice-phone"
+    info = {s.labels["public_key"]: s.labels for s in families["wg_tuner_peer_info"].samples}
+    assert len(info) == len(snap.interfaces[0].peers)
+    assert info[named.public_key]["friendly_name"] == "alice-phone"
+    assert info[named.public_key]["endpoint"] == (named.endpoint or "")
+    assert f"{named.public_key} (alice-phone)" in render_text(snap, None)
+    peers = snapshot_to_data(snap)["interfaces"][0]["peers"]
+    assert [p["friendly_name"] for p in peers].count("alice-phone") == 1
+    assert PRIVATE_HEX not in text and PSK_HEX not in text

@@ -35,11 +35,14 @@ class Finding:
     interface: str | None
     peer: str | None
     evidence: tuple[Evidence, ...]
+    peer_name: str | None = None
+    """The peer's friendly name, where a config gives one."""
 
     @property
     def subject(self) -> str:
         if self.peer:
-            return f"{self.interface} peer {self.peer[:8]}..."
+            named = f" ({self.peer_name})" if self.peer_name else ""
+            return f"{self.interface} peer {self.peer[:8]}...{named}"
         return self.interface or "host"
 
 
@@ -165,7 +168,8 @@ def evaluate(history: Sequence[Snapshot], policies: Sequence[Policy]) -> tuple[F
             evidence = [_held(c, pts, iface_name, peer_key) for c in policy.conditions]
             met = [e for e in evidence if e is not None]
             if (policy.match_all and len(met) == len(evidence)) or (not policy.match_all and met):
+                name = iface.peer_names.get(peer_key) if iface and peer_key else None
                 findings.append(
-                    Finding(policy.name, policy.scope, iface_name, peer_key, tuple(met))
+                    Finding(policy.name, policy.scope, iface_name, peer_key, tuple(met), name)
                 )
     return tuple(findings)

@@ -43,7 +43,8 @@ class SnapshotCollector(Collector):
 
     @staticmethod
     def _peers(snap: Snapshot) -> Iterator[Metric]:
-        labels = ["interface", "public_key", "allowed_ips"]
+        # prometheus_wireguard_exporter's labels, friendly_name included ("" = none).
+        labels = ["interface", "public_key", "allowed_ips", "friendly_name"]
         sent = CounterMetricFamily("wireguard_sent_bytes", "Bytes sent to the peer", labels=labels)
         received = CounterMetricFamily(
             "wireguard_received_bytes", "Bytes received from the peer", labels=labels
@@ -58,6 +59,12 @@ class SnapshotCollector(Collector):
             "Persistent keepalive interval (0 = off)",
             labels=["interface", "public_key"],
         )
+        info = GaugeMetricFamily(
+            "wg_tuner_peer_info",
+            "1 per peer: its endpoint and friendly name (joined on interface and public_key, "
+            "so a roaming endpoint does not make new series on every counter)",
+            labels=["interface", "public_key", "friendly_name", "endpoint"],
+        )
         mtu = GaugeMetricFamily("wg_tuner_interface_mtu", "Interface MTU", labels=["interface"])
         peers = GaugeMetricFamily(
             "wg_tuner_interface_peers", "Peers configured", labels=["interface", "implementation"]
@@ -65,13 +72,16 @@ class SnapshotCollector(Collector):
         for iface in snap.interfaces:
             mtu.add_metric([iface.name], iface.link.mtu)
             peers.add_metric([iface.name, iface.implementation.value], len(iface.peers))
+            names = iface.peer_names
             for peer in iface.peers:
-                values = [iface.name, peer.public_key, ",".join(peer.allowed_ips)]
+                name = names.get(peer.public_key, "")
+                values = [iface.name, peer.public_key, ",".join(peer.allowed_ips), name]
+                info.add_metric([iface.name, peer.public_key, name, peer.endpoint or ""], 1)
                 sent.add_metric(values, peer.tx_bytes)
                 received.add_metric(values, peer.rx_bytes)
                 handshake.add_metric(values, int(peer.latest_handshake))
                 keepalive.add_metric([iface.name, peer.public_key], peer.persistent_keepalive)
-        yield from (sent, received, handshake, keepalive, mtu, peers)
+        yield from (sent, received, handshake, keepalive, info, mtu, peers)
 
     @staticmethod
     def _links(snap: Snapshot) -> Iterator[Metric]:

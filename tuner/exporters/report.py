@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tuner.core.evaluate import Evidence, Finding
@@ -46,6 +46,7 @@ def finding_data(f: Finding) -> dict[str, Any]:
         "scope": f.scope.value,
         "interface": f.interface,
         "peer": f.peer,
+        "peer_name": f.peer_name,
         "evidence": [evidence_data(e) for e in f.evidence],
     }
 
@@ -55,7 +56,10 @@ def target_text(c: ProposedChange) -> str:
     return f"{t.name} peer {t.peer}" if t.peer else t.name
 
 
-def change_data(c: ProposedChange) -> dict[str, Any]:
+def change_data(
+    c: ProposedChange, names: Mapping[tuple[str, str], str] | None = None
+) -> dict[str, Any]:
+    """``names``: friendly names by (interface, peer), as the plan's findings carry them."""
     return {
         "id": c.id,
         "policy": c.policy,
@@ -63,6 +67,7 @@ def change_data(c: ProposedChange) -> dict[str, Any]:
         "target": target_text(c),
         "interface": c.target.name if KINDS[c.kind].interface else None,
         "peer": c.target.peer or None,
+        "peer_name": (names or {}).get((c.target.name, c.target.peer)) if c.target.peer else None,
         "before": typed(c.kind, c.before),
         "after": typed(c.kind, c.after),
         "reason": c.reason,
@@ -124,6 +129,14 @@ def recovery_data(preview: Preview) -> list[dict[str, Any]]:
     ]
 
 
+def peer_names(plan: Plan) -> dict[tuple[str, str], str]:
+    return {
+        (f.interface, f.peer): f.peer_name
+        for f in plan.findings
+        if f.interface and f.peer and f.peer_name
+    }
+
+
 def plan_data(
     plan: Plan, notes: tuple[str, ...] = (), preview: Preview = NO_PREVIEW
 ) -> dict[str, Any]:
@@ -134,7 +147,7 @@ def plan_data(
         "netns": plan.netns,
         "observed_at": plan.taken_at,
         "findings": [finding_data(f) for f in plan.findings],
-        "changes": [change_data(c) for c in plan.changes],
+        "changes": [change_data(c, peer_names(plan)) for c in plan.changes],
         "recovery": recovery_data(preview),
         "drift": [
             {"id": d.state.change, "target": str(d.state.target), "reason": d.reason}

@@ -14,6 +14,7 @@ def snapshot_to_data(snapshot: Snapshot, rates: Rates | None = None) -> dict[str
     for iface_data, iface in zip(data["interfaces"], snapshot.interfaces, strict=True):
         for peer_data, peer in zip(iface_data["peers"], iface.peers, strict=True):
             peer_data["handshake_age"] = snapshot.handshake_age(peer)
+            peer_data["friendly_name"] = iface.peer_names.get(peer.public_key)
             rate = rates.peers.get((iface.name, peer.public_key)) if rates else None
             peer_data["rx_bps"] = rate.rx_bps if rate else None
             peer_data["tx_bps"] = rate.tx_bps if rate else None

@@ -113,9 +113,10 @@ def _lines(snapshot: Snapshot, rates: Rates | None) -> Iterator[str]:
         rows = [header]
         for peer in iface.peers:
             rate = rates.peers.get((iface.name, peer.public_key)) if rates else None
+            name = iface.peer_names.get(peer.public_key)
             rows.append(
                 (
-                    peer.public_key,
+                    f"{peer.public_key} ({name})" if name else peer.public_key,
                     peer.endpoint or "-",
                     ",".join(peer.allowed_ips) or "-",
                     human_age(snapshot.handshake_age(peer)),

@@ -77,6 +77,9 @@ class WgInterface:
     peers: tuple[Peer, ...]
     underlays: tuple[str, ...] = ()
     """Names of the links that carry this interface's peer endpoints."""
+    peer_names: Mapping[str, str] = field(default_factory=frozen_map, hash=False)
+    """Friendly names by public key, from the configs of the tools that manage the peers
+    (tuner/observe/peer_names.py); peers without one are absent."""
 
 
 @dataclass(frozen=True, slots=True)

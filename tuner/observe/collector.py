@@ -10,8 +10,8 @@ from dataclasses import replace
 from tuner.adapters.netlink import Netlink
 from tuner.adapters.nft import Nft
 from tuner.adapters.uapi import UapiClient
-from tuner.model.snapshot import HostCounters, Link, Snapshot, WgInterface
-from tuner.observe import procfs
+from tuner.model.snapshot import HostCounters, Link, Snapshot, WgInterface, frozen_map
+from tuner.observe import peer_names, procfs
 from tuner.observe.knobs import read_knobs
 from tuner.observe.paths import HostPaths
 from tuner.observe.wireguard import WireGuardReader
@@ -51,6 +51,11 @@ class Observer:
         self.clock = clock
         self.monotonic = monotonic
         self._endpoint_hosts: dict[str, str] = {}
+        self.names = peer_names.NameReader(
+            peer_names.Source(
+                wg_quick=self.paths.etc("wireguard"), networkd=self.paths.etc("systemd/network")
+            )
+        )
 
     def _link_exists(self, name: str) -> bool:
         return any(link.name == name for link in self.netlink.links())
@@ -84,12 +89,19 @@ class Observer:
         oifs = self.netlink.route_oifs(tuple(sorted(set().union(*iface_hosts))))
         wg_ifaces: list[WgInterface] = []
         underlay_names: set[str] = set()
+        friendly = self.names.read(iface.name for iface in wg.interfaces)
         for iface, found in zip(wg.interfaces, iface_hosts, strict=True):
             names = sorted(
                 {by_index[oifs[h]].name for h in found if h in oifs and oifs[h] in by_index}
             )
             underlay_names.update(names)
-            wg_ifaces.append(replace(iface, underlays=tuple(names)))
+            wg_ifaces.append(
+                replace(
+                    iface,
+                    underlays=tuple(names),
+                    peer_names=frozen_map(friendly.get(iface.name, {})),
+                )
+            )
         underlays: tuple[Link, ...] = tuple(link for link in links if link.name in underlay_names)
         devices = sorted(underlay_names)
         knobs, knob_notes = read_knobs(self.paths, devices, self.nft)

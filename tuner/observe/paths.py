@@ -30,5 +30,8 @@ class HostPaths:
         """``net.core.rmem_max`` -> ``/proc/sys/net/core/rmem_max``."""
         return self.proc("sys", *key.split("."))
 
+    def etc(self, *parts: str) -> Path:
+        return self.root.joinpath("etc", *parts)
+
     def wg_socket(self, ifname: str) -> Path:
         return self.wg_socket_dir / f"{ifname}.sock"
