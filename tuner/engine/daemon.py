@@ -148,6 +148,11 @@ class Daemon:
         ctx = decision_context(records, policies, self.clock(), self.state_dir)
         plan = self.planner.decide(list(self._history), policies, ctx)
         self.state.findings = Counter(f.policy for f in plan.findings)
+        self.state.peer_findings = tuple(
+            (f.policy, f.interface or "", f.peer, f.peer_name or "")
+            for f in plan.findings
+            if f.peer
+        )
         self.state.held = Counter(
             c.verdict.guard for c in plan.changes if c.verdict.decision is Decision.HOLD
         )

@@ -20,6 +20,8 @@ class ControllerState:
     last_cycle_seconds: float = 0.0
     last_success: float = 0.0
     findings: Counter[str] = field(default_factory=Counter)
+    peer_findings: tuple[tuple[str, str, str, str], ...] = ()
+    """(policy, interface, public key, friendly name or "") of each current peer finding."""
     changes: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(kind, result) -> count, result in applied|verified|reverted|revert_failed."""
     rollbacks: int = 0
@@ -61,6 +63,14 @@ class ControllerCollector(Collector):
         for policy, n in sorted(s.findings.items()):
             findings.add_metric([policy], n)
         yield findings
+        peer_findings = GaugeMetricFamily(
+            "wg_tuner_peer_finding",
+            "1 per current finding about a peer (the per-peer alerts' source)",
+            labels=["policy", "interface", "public_key", "friendly_name"],
+        )
+        for labels in s.peer_findings:
+            peer_findings.add_metric(list(labels), 1)
+        yield peer_findings
         changes = CounterMetricFamily(
             "wg_tuner_changes", "Changes by kind and result", labels=["kind", "result"]
         )
