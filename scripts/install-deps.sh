@@ -2,10 +2,11 @@
 # Install the system packages wg-tuner's lab, demo and tests need (Debian 12, as root).
 # Idempotent: apt runs only when something is missing.
 set -euo pipefail
-# prometheus: only for promtool (checks and unit-tests the alert rules); its service is not started.
+# prometheus: promtool (checks and unit-tests the alert rules); its service is not started.
+# prometheus-node-exporter: the textfile collector as a real consumer (tests start their own).
 # qemu-system-x86, busybox-static, kmod: the VM lab (Debian's stock kernel, see install-vm-kernel.sh).
 pkgs=(wireguard-go wireguard-tools nftables iperf3 iproute2 procps util-linux iptables systemd prometheus
-      qemu-system-x86 busybox-static kmod)
+      prometheus-node-exporter qemu-system-x86 busybox-static kmod)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

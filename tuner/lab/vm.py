@@ -12,6 +12,10 @@ virtio): the runner copies one zip of the standard library, the dependencies and
 package (``python_bundle``) into the guest's tmpfs and runs Python from it — about 7 s
 to import the CLI instead of 80.
 
+With ``systemd=True`` the guest's PID 1 is this machine's systemd (see ``_systemd_boot``)
+and the command runs as a unit of it, so what needs a real service manager (Type=notify,
+watchdogs, transient timers, ``systemctl``) meets one.
+
 The kernel is installed by scripts/install-vm-kernel.sh from the Debian archive:
 ``/var/cache/wg-tuner/vm/vmlinuz-VERSION`` and its modules in ``/lib/modules/VERSION``.
 """
@@ -149,6 +153,10 @@ class Vm:
     """A multi-queue virtio-blk disk (0: none) on a sparse file of this run: blk-mq gives
     its request queues kernel-managed IRQs, which refuse affinity writes."""
     timeout: float = 900.0
+    systemd: bool = False
+    """Boot systemd as PID 1 and run the command as its unit (instead of virtme's init)."""
+    expose: Sequence[Path] = ()
+    """Host paths the command reads (with ``systemd``: those under /tmp are kept)."""
     bundle_extra: Sequence[tuple[Path, str]] = field(default_factory=tuple)
     workdir: Path | None = None
 
@@ -180,9 +188,48 @@ class Vm:
             )
         return qemu_opts, netns
 
+    def _systemd_command(
+        self, kernel: Path, shared: Path, runner: Path, qemu_opts: Sequence[str]
+    ) -> list[str]:
+        """virtme-run with our own kernel command line: systemd as PID 1 (``SYSTEMD_INIT``)
+        booting to ``wgt-vm.target``: basic.target and the runner, nothing of this
+        machine's multi-user services. Its console goes to ``serial.log`` in the shared
+        directory. The venv and ``expose`` stay visible under the guest's fresh /tmp."""
+        tmp = Path(tempfile.gettempdir())
+        expose = [Path(sys.prefix), *self.expose]
+        keep = sorted({str(p) for p in expose if p.is_absolute() and p.is_relative_to(tmp)})
+        if any(not _plain(p) for p in keep) or not _plain(str(shared)):
+            raise LabError(f"VM paths must be plain (letters, digits, ./_-): {keep} {shared}")
+        script = SYSTEMD_INIT.format(shared=shared, keep=" ".join(keep) or '""')
+        (shared / "init.sh").write_text(script)
+        units = shared / "units"
+        units.mkdir()
+        for name, text in SYSTEMD_UNITS.items():
+            (units / name).write_text(text.format(runner=runner))
+        cmdline = (
+            "console=ttyS1 panic=-1 nr_open=1048576 luks=no audit=off systemd.zram=0 "
+            "container= systemd.unit=wgt-vm.target systemd.show_status=1 "
+            f"init=/bin/sh -- {shared}/init.sh"
+        )
+        cmd = [_require("virtme-run"), "--kimg", str(kernel), "--mods", "auto"]
+        cmd += ["--disable-kvm", "--cpus", str(self.cpus), "--memory", self.memory]
+        cmd += ["--rwdir", str(shared)]
+        extra = ["-serial", f"file:{shared}/serial.log", *" ".join(qemu_opts).split()]
+        # QEMU takes the last -append: ours replaces virtme's (which would start its init).
+        extra += ["-append", cmdline]
+        return cmd + [f"--qemu-opt={opt}" for opt in extra]
+
+    def _virtme_command(
+        self, kernel: Path, shared: Path, runner: Path, qemu_opts: Sequence[str]
+    ) -> list[str]:
+        cmd = [_require("vng"), "--run", str(kernel), "--disable-kvm", "--cpus", str(self.cpus)]
+        cmd += ["--memory", self.memory, "--rwdir", str(shared), "--exec", str(runner)]
+        if qemu_opts:
+            cmd.append("--qemu-opts=" + " ".join(qemu_opts))
+        return cmd
+
     def run(self, argv: Sequence[str], env: dict[str, str] | None = None) -> VmResult:
         kernel = find_kernel()
-        vng = _require("vng")
         _require("qemu-system-x86_64")
         _require("busybox")
         base = Path(tempfile.mkdtemp(prefix="wg-tuner-vm-", dir=self.workdir))
@@ -219,11 +266,9 @@ class Vm:
                 + "\n"
             )
             runner.chmod(0o755)
-            cmd = [vng, "--run", str(kernel), "--disable-kvm", "--cpus", str(self.cpus)]
-            cmd += ["--memory", self.memory, "--rwdir", str(shared), "--exec", str(runner)]
             qemu_opts, netns = self._devices(base)
-            if qemu_opts:
-                cmd.append("--qemu-opts=" + " ".join(qemu_opts))
+            build = self._systemd_command if self.systemd else self._virtme_command
+            cmd = build(kernel, shared, runner, qemu_opts)
             if netns:
                 cmd = ["ip", "netns", "exec", netns, *cmd]
             began = time.monotonic()
@@ -253,7 +298,8 @@ class Vm:
                 if netns:
                     run(["ip", "netns", "del", netns], check=False)
             seconds = time.monotonic() - began
-            console = out[-40000:]
+            serial = shared / "serial.log"
+            console = (serial.read_text(errors="replace") if serial.exists() else out)[-40000:]
             rc_file = shared / "rc"
             if not rc_file.exists():
                 raise LabError(
@@ -268,6 +314,62 @@ class Vm:
             )
         finally:
             shutil.rmtree(base, ignore_errors=True)
+
+
+SYSTEMD_INIT = """#!/bin/sh
+# PID 1 until systemd: writable overlays over the read-only shared root, an empty /tmp
+# (the host's would be emptied, slowly, by systemd-tmpfiles; the paths the run needs
+# from it are bound back), the run's directory at its host path, then systemd itself.
+mount -t proc proc /proc
+mount -t tmpfs -o mode=755 tmpfs /run
+modprobe overlay
+mkdir -p /run/wgt-vm
+for d in etc var opt root home usr srv; do
+  mkdir -p /run/wgt-vm/$d/u /run/wgt-vm/$d/w
+  mount -t overlay overlay -o lowerdir=/$d,upperdir=/run/wgt-vm/$d/u,workdir=/run/wgt-vm/$d/w /$d
+done
+n=0
+for p in {keep}; do
+  [ -n "$p" ] || continue
+  mkdir -p /run/wgt-vm/keep$n && mount --bind $p /run/wgt-vm/keep$n && n=$((n + 1))
+done
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+n=0
+for p in {keep}; do
+  [ -n "$p" ] || continue
+  mkdir -p $p && mount --move /run/wgt-vm/keep$n $p && n=$((n + 1))
+done
+mkdir -p {shared}
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 virtme.initmount0 {shared}
+: > /etc/fstab
+umount /proc
+# The shared root has /.dockerenv: without this systemd would take itself for a
+# container and read its options from its own argv instead of the kernel's command line.
+export container=
+export SYSTEMD_UNIT_PATH={shared}/units:
+exec /lib/systemd/systemd
+"""
+
+SYSTEMD_UNITS = {
+    "wgt-vm.target": """[Unit]
+Description=wg-tuner VM run
+Requires=basic.target wgt-vm.service
+After=basic.target
+""",
+    "wgt-vm.service": """[Unit]
+Description=wg-tuner VM run: the command, then power off
+After=basic.target
+SuccessAction=poweroff-force
+FailureAction=poweroff-force
+[Service]
+Type=oneshot
+ExecStart=/bin/sh {runner}
+""",
+}
+
+
+def _plain(path: str) -> bool:
+    return all(c.isalnum() or c in "/._-" for c in path)
 
 
 def _quote(text: str) -> str:
