@@ -1,5 +1,5 @@
-"""Runs inside the VM with systemd as PID 1: the Ansible role's deploy playbook, the
-shipped unit under a real service manager, and commit-confirmed's transient timers.
+"""Runs inside the VM with systemd as PID 1: the Ansible role's deploy playbook and the
+shipped unit under a real service manager.
 
 ``python -m tests.vm.guest_systemd REPO WHEELS``: REPO is the repository (its ansible/
 tree, read-only), WHEELS a directory of wheels (wg-tuner and its dependencies) that pip
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -20,19 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.vm.guest_kernel import REPORT, check
-from tests.vm.guest_lab import (
-    CT_KEYS,
-    nat_in_the_initial_namespace,
-    nat_removed,
-    records,
-    sysctl,
-    wait_for,
-)
+from tests.vm.guest_lab import wait_for
 
 REPO = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd()
 WHEELS = sys.argv[2] if len(sys.argv) > 2 else "/nonexistent"
 ANSIBLE = Path(sys.executable).parent / "ansible-playbook"
-WINDOW, GRACE = 6, 2
 RECAP = r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=0\s+failed=0"
 
 
@@ -141,58 +132,6 @@ def main() -> int:
         result = deploy()
         assert result["changed"] == 0, result
         return result
-
-    def conntrack_apply(state: Path, policies: Path, window: int) -> list[str]:
-        return [
-            sys.executable, "-S", "-m", "tuner", "apply", "--format", "json",
-            "--state-dir", str(state), "--policies", str(policies), "--sample", "1.5",
-            "--settle", "0.5", "--verify-window", str(window), "--grace", str(GRACE),
-            "--log-format", "json",
-        ]  # fmt: skip
-
-    @check("a_transient_timer_reverts_a_killed_apply")
-    def timer() -> dict[str, Any]:
-        subprocess.run(["modprobe", "nf_conntrack"], check=True)
-        saved = {key: sysctl(key) for key in CT_KEYS}
-        policies = Path("/run/wgt-ct-policies")
-        policies.mkdir(exist_ok=True)
-        text = (REPO / "policies/conntrack-pressure.yaml").read_text()
-        (policies / "conntrack-pressure.yaml").write_text(text.replace("for: 60s", "for: 1s"))
-        state = Path("/run/wgt-timer")
-        try:
-            sysctl("net.netfilter.nf_conntrack_udp_timeout", "300")
-            sysctl("net.netfilter.nf_conntrack_max", "200")
-            nat_in_the_initial_namespace(190)
-            proc = subprocess.Popen(
-                conntrack_apply(state, policies, WINDOW), stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
-            wait_for(
-                "an applied change",
-                lambda: any(r["state"] == "applied" for r in records(state)),
-                120,
-            )
-            rec = next(r for r in records(state) if r["state"] == "applied")
-            guard = rec["extra"]["guard"]
-            timer_state = show(f"{guard.get('unit')}.timer", "ActiveState")["ActiveState"]
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-            assert sysctl("net.netfilter.nf_conntrack_max") == "400"
-            reverted_at = wait_for(
-                "the timer's revert", lambda: sysctl("net.netfilter.nf_conntrack_max") == "200", 120
-            )
-        finally:
-            nat_removed()
-            for key, value in saved.items():
-                sysctl(key, value)
-        last = records(state)[-1]
-        assert (last["state"], last["code"]) == ("reverted", "deadline"), last
-        assert guard["how"] == "systemd" and timer_state == "active", (guard, timer_state)
-        return {
-            "guard": guard["how"],
-            "unit": guard["unit"],
-            "late": round(reverted_at - (float(rec["deadline"]) + GRACE), 2),
-        }
 
     print(json.dumps(REPORT))
     return 0

@@ -1,5 +1,4 @@
-"""systemd as PID 1, for real, in a VM: the deploy playbook, the shipped unit and the
-transient revert timers of commit-confirmed.
+"""systemd as PID 1, for real, in a VM: the deploy playbook and the shipped unit.
 
 One boot runs ``guest_systemd.py`` with this machine's systemd as the guest's init. The
 playbook installs wg-tuner with pip from a wheelhouse built here (the VM has no network).
@@ -18,7 +17,6 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, require_privileges
-from tests.reliability import FigureFn
 from tests.vm.test_vm_kernel import passed
 from tuner.lab.vm import Vm
 
@@ -89,16 +87,3 @@ def test_the_watchdog_is_fed(report: dict[str, Any]) -> None:
 
 def test_a_second_deploy_changes_nothing(report: dict[str, Any]) -> None:
     assert passed(report, "second_deploy_changes_nothing")["changed"] == 0
-
-
-def test_a_transient_timer_reverts_a_killed_apply(report: dict[str, Any], figure: FigureFn) -> None:
-    entry = passed(report, "a_transient_timer_reverts_a_killed_apply")
-    assert entry["guard"] == "systemd" and entry["unit"].startswith("wg-tuner-guard-")
-    assert -1.0 < entry["late"] < 15.0, entry
-    figure(
-        "systemd (VM)",
-        "apply killed (-9) during its window, systemd as PID 1 -> seconds from its deadline "
-        "to the transient timer's revert; VM boot and all checks",
-        entry["late"],
-        f"s; {report['_vm']['seconds']} s",
-    )
