@@ -12,7 +12,7 @@ virtio): the runner copies one zip of the standard library, the dependencies and
 package (``python_bundle``) into the guest's tmpfs and runs Python from it — about 7 s
 to import the CLI instead of 80.
 
-With ``systemd=True`` the guest's PID 1 is this machine's systemd (see ``_systemd_boot``)
+With ``systemd=True`` the guest's PID 1 is this machine's systemd (see ``Vm._systemd_command``)
 and the command runs as a unit of it, so what needs a real service manager (Type=notify,
 watchdogs, transient timers, ``systemctl``) meets one.
 
