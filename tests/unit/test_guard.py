@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tuner.engine.guard import MARGIN, UNIT_PREFIX, Guards, guard_argv, run_guard
+from tuner.engine.guard import LEAD, MARGIN, UNIT_PREFIX, Guards, guard_argv, run_guard
 from tuner.errors import LockBusy
 
 pytestmark = pytest.mark.timing
@@ -37,7 +37,10 @@ def calls(tmp_path: Path, name: str) -> list[list[str]]:
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_under_systemd_a_transient_timer_runs_the_guard(tmp_path: Path) -> None:
+def test_under_systemd_a_transient_timer_runs_the_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", "/opt/bundle")
     tools = {n: recorder(tmp_path, n) for n in ("systemd-run", "systemctl")}
     guards = Guards(
         tmp_path / "state",
@@ -49,11 +52,22 @@ def test_under_systemd_a_transient_timer_runs_the_guard(tmp_path: Path) -> None:
     assert armed == {"how": "systemd", "unit": f"{UNIT_PREFIX}ab12cd34", "at": 1030.0 + MARGIN}
     (argv,) = calls(tmp_path, "systemd-run")
     assert f"--unit={UNIT_PREFIX}ab12cd34" in argv
-    assert "--on-active=32s" in argv and "--collect" in argv
+    # Started LEAD seconds early; the guard then waits to the second.
+    assert f"--on-active={32 - LEAD:.0f}s" in argv and "--collect" in argv
+    assert "--setenv=PYTHONPATH=/opt/bundle" in argv
     command = argv[argv.index("--") + 1 :]
-    assert command == guard_argv(tmp_path / "state", "ab12cd34", 1030.0 + MARGIN, wait=False)
+    assert command == guard_argv(tmp_path / "state", "ab12cd34", 1030.0 + MARGIN, wait=True)
     guards.cancel("ab12cd34", armed)
-    assert calls(tmp_path, "systemctl") == [["stop", f"{UNIT_PREFIX}ab12cd34.timer"]]
+    unit = f"{UNIT_PREFIX}ab12cd34"
+    assert calls(tmp_path, "systemctl") == [["stop", f"{unit}.timer"], ["stop", f"{unit}.service"]]
+
+
+def test_a_systemd_guard_due_sooner_than_its_lead_starts_at_once(tmp_path: Path) -> None:
+    tool = recorder(tmp_path, "systemd-run")
+    guards = Guards(tmp_path, systemd=lambda: True, which=lambda n: str(tool), clock=lambda: 0.0)
+    guards.arm("01", 3.0)
+    (argv,) = calls(tmp_path, "systemd-run")
+    assert "--on-active=1s" in argv
 
 
 def test_without_systemd_a_detached_guard_process_is_spawned(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Runs inside the VM with systemd as PID 1: the Ansible role's deploy playbook and the
-shipped unit under a real service manager.
+shipped unit under a real service manager, and commit-confirmed's transient timers.
 
 ``python -m tests.vm.guest_systemd REPO WHEELS``: REPO is the repository (its ansible/
 tree, read-only), WHEELS a directory of wheels (wg-tuner and its dependencies) that pip
@@ -9,21 +9,32 @@ guest_lab.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tests.vm.guest_kernel import REPORT, check
-from tests.vm.guest_lab import wait_for
+from tests.vm.guest_lab import (
+    CT_KEYS,
+    nat_in_the_initial_namespace,
+    nat_removed,
+    records,
+    sysctl,
+    wait_for,
+)
 
 REPO = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd()
 WHEELS = sys.argv[2] if len(sys.argv) > 2 else "/nonexistent"
 ANSIBLE = Path(sys.executable).parent / "ansible-playbook"
+WINDOW, GRACE = 6, 2
 RECAP = r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=0\s+failed=0"
 
 
@@ -86,12 +97,102 @@ def deploy() -> dict[str, Any]:
     return {"ok": int(recap[1]), "changed": int(recap[2]), "seconds": time.monotonic() - began}
 
 
+def guard_units() -> list[str]:
+    out = subprocess.run(
+        ["systemctl", "list-units", "--all", "--plain", "--no-legend", "wg-tuner-guard-*"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def a_full_conntrack_table(name: str) -> Iterator[tuple[Path, Path]]:
+    """The initial namespace's conntrack table at 190 of 200 (what conntrack-pressure
+    raises), its policy due after 1 s; yields (policies, state) and restores the sysctls."""
+    subprocess.run(["modprobe", "nf_conntrack"], check=True)
+    saved = {key: sysctl(key) for key in CT_KEYS}
+    policies = Path(f"/run/wgt-{name}-policies")
+    policies.mkdir(exist_ok=True)
+    text = (REPO / "policies/conntrack-pressure.yaml").read_text()
+    (policies / "conntrack-pressure.yaml").write_text(text.replace("for: 60s", "for: 1s"))
+    try:
+        sysctl("net.netfilter.nf_conntrack_udp_timeout", "300")
+        sysctl("net.netfilter.nf_conntrack_max", "200")
+        nat_in_the_initial_namespace(190)
+        yield policies, Path(f"/run/wgt-{name}-state")
+    finally:
+        nat_removed()
+        for key, value in saved.items():
+            sysctl(key, value)
+
+
+def conntrack_apply(state: Path, policies: Path) -> list[str]:
+    """wg-tuner from this bundle (python -S, PYTHONPATH): what the guard's unit must
+    be able to run too."""
+    return [
+        sys.executable, "-S", "-m", "tuner", "apply", "--format", "json",
+        "--state-dir", str(state), "--policies", str(policies), "--sample", "1.5",
+        "--settle", "0.5", "--verify-window", str(WINDOW), "--grace", str(GRACE),
+        "--log-format", "json",
+    ]  # fmt: skip
+
+
 def main() -> int:
     @check("systemd_is_pid1")
     def pid1() -> dict[str, Any]:
         comm = Path("/proc/1/comm").read_text().strip()
         assert comm == "systemd" and Path("/run/systemd/system").is_dir(), comm
         return {"uptime": float(Path("/proc/uptime").read_text().split()[0])}
+
+    # Before the deploy: its daemon would see the same conntrack table.
+    @check("a_transient_timer_reverts_a_killed_apply")
+    def timer() -> dict[str, Any]:
+        with a_full_conntrack_table("killed") as (policies, state):
+            proc = subprocess.Popen(
+                conntrack_apply(state, policies), stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+            applied = lambda: any(r["state"] == "applied" for r in records(state))  # noqa: E731
+            wait_for("an applied change", applied, 300)
+            rec = next(r for r in records(state) if r["state"] == "applied")
+            guard = rec["extra"]["guard"]
+            units = guard_units()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            assert sysctl("net.netfilter.nf_conntrack_max") == "400"
+            reverted_at = wait_for(
+                "the timer's revert", lambda: sysctl("net.netfilter.nf_conntrack_max") == "200", 180
+            )
+        last = records(state)[-1]
+        assert (last["state"], last["code"]) == ("reverted", "deadline"), last
+        assert guard["how"] == "systemd" and f"{guard['unit']}.timer" in units, (guard, units)
+        wait_for("the guard's units to go", lambda: not guard_units(), 60)
+        return {
+            "guard": guard["how"],
+            "units": units,
+            "late": round(reverted_at - (float(rec["deadline"]) + GRACE), 2),
+        }
+
+    @check("a_verified_apply_cancels_its_timer")
+    def cancelled() -> dict[str, Any]:
+        with a_full_conntrack_table("verified") as (policies, state):
+            done = subprocess.run(
+                conntrack_apply(state, policies),
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr[-2000:]
+            states = [r["state"] for r in records(state)]
+            left = guard_units()
+        assert states[-1] == "verified", states
+        rec = next(r for r in records(state) if r["state"] == "applied")
+        assert rec["extra"]["guard"]["how"] == "systemd", rec["extra"]
+        assert left == [], left
+        return {"states": states}
 
     @check("deploy_playbook_installs_enables_and_starts")
     def first() -> dict[str, Any]:

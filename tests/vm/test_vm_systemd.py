@@ -1,4 +1,5 @@
-"""systemd as PID 1, for real, in a VM: the deploy playbook and the shipped unit.
+"""systemd as PID 1, for real, in a VM: commit-confirmed's transient timers, the deploy
+playbook and the shipped unit.
 
 One boot runs ``guest_systemd.py`` with this machine's systemd as the guest's init. The
 playbook installs wg-tuner with pip from a wheelhouse built here (the VM has no network).
@@ -8,6 +9,7 @@ A missing kernel, QEMU, virtme-ng or wheel fails the module, never skips it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -56,8 +58,10 @@ def report() -> dict[str, Any]:
             expose=(REPO, wheels),
             bundle_extra=((REPO, "tests/__init__.py"), (REPO, "tests/vm")),
         )
+        only = os.environ.get("WGT_VM_ONLY")  # a developer's shortcut, see guest_kernel
         result = vm.run(
-            [sys.executable, "-S", "-m", "tests.vm.guest_systemd", str(REPO), str(wheels)]
+            [sys.executable, "-S", "-m", "tests.vm.guest_systemd", str(REPO), str(wheels)],
+            env={"WGT_VM_ONLY": only} if only else None,
         )
     assert result.rc == 0, result.stderr[-3000:] or result.console[-3000:]
     data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])

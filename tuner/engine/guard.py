@@ -4,8 +4,10 @@ When a batch is applied, ``Guards.arm`` starts something the applying process's 
 cannot cancel, due at the batch's revert deadline (end of its window + grace + a margin):
 
 - under systemd (PID 1) in the initial network namespace, a transient timer
-  (``systemd-run --on-active``, unit ``wg-tuner-guard-BATCH``) that runs
-  ``wg-tuner guard``;
+  (``systemd-run --on-active``, unit ``wg-tuner-guard-BATCH``) that starts
+  ``wg-tuner guard --wait`` a little ahead of the deadline (``LEAD``), so the guard's own
+  start-up is not charged to the deadline, with the caller's PYTHONPATH (a unit started
+  by systemd inherits nothing from the caller);
 - elsewhere, a detached guard process (its own session, SIGHUP ignored, stdio on
   /dev/null) running ``wg-tuner guard --wait``, holding nothing but the state directory,
   the batch id and the deadline.
@@ -43,6 +45,12 @@ verdict comes at the deadline at the latest)."""
 GIVE_UP = 86400.0
 """A guard waiting for a lock holder that never finishes stops after this long."""
 UNIT_PREFIX = "wg-tuner-guard-"
+LEAD = 15.0
+"""Seconds before the deadline the systemd timer starts the guard, which then sleeps to
+the second. A Python start is 0.1 s on a host and several seconds under emulation; a
+guard started at the deadline would be late by all of it."""
+PASS_ENV = ("PYTHONPATH",)
+"""What a systemd-started guard needs of the caller's environment to import wg-tuner."""
 INHERIT_NOT = frozenset({"WG_TUNER_FAULT_KILL_AFTER"})
 """The crash tests' fault injection is for the applying process, never its guard."""
 _BATCH = re.compile(r"[0-9a-f]{1,32}")
@@ -107,17 +115,19 @@ class Guards:
         systemd_run = self.which("systemd-run") if self.systemd() else None
         if systemd_run:
             unit = f"{UNIT_PREFIX}{batch}"
+            env = [f"--setenv={k}={os.environ[k]}" for k in PASS_ENV if os.environ.get(k)]
             argv = [
                 systemd_run,
                 "--quiet",
                 "--collect",
                 f"--unit={unit}",
                 "--description=wg-tuner revert deadline",
-                f"--on-active={due:.0f}s",
+                f"--on-active={max(1.0, due - LEAD):.0f}s",
                 "--timer-property=AccuracySec=1s",
                 "--property=Type=oneshot",
+                *env,
                 "--",
-                *guard_argv(self.state_dir, batch, deadline + MARGIN, wait=False),
+                *guard_argv(self.state_dir, batch, deadline + MARGIN, wait=True),
             ]
             if self.run(argv) == 0:
                 log.info("guard.armed", batch=batch, how="systemd", unit=unit, due_in=round(due))
@@ -134,7 +144,10 @@ class Guards:
         if armed.get("how") == "systemd":
             systemctl = self.which("systemctl")
             if systemctl:
-                self.run([systemctl, "stop", f"{armed.get('unit')}.timer"])
+                # The timer, then its service if the guard has already started and
+                # waits (one call each: a unit that is not loaded fails only its own).
+                for suffix in (".timer", ".service"):
+                    self.run([systemctl, "stop", f"{armed.get('unit')}{suffix}"])
         elif armed.get("how") == "process":
             pid = armed.get("pid")
             if isinstance(pid, int) and _is_our_guard(pid, batch):
