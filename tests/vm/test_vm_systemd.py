@@ -82,7 +82,7 @@ def test_a_transient_timer_reverts_a_killed_apply(report: dict[str, Any], figure
     # costs seconds more (as for the process guard in test_vm_lab.py).
     assert -1.0 < entry["late"] < 15.0, entry
     figure(
-        "systemd (VM)",
+        "Kernel (VM)",
         "apply killed (-9) during a window, systemd as PID 1 -> seconds from the deadline "
         "to the transient timer's revert (the guard starts 15 s early and waits)",
         entry["late"],
