@@ -25,6 +25,7 @@ from tuner.model.snapshot import (
     Link,
     Peer,
     Snapshot,
+    SocketStats,
     WgInterface,
     frozen_map,
 )
@@ -63,6 +64,8 @@ class Sample:
     endpoint_port: int = 51820
     underlay_mtu: int = 1500
     frag_creates: int = 0
+    socket_drops: int = 0
+    socket_rcvbuf: int = 212992
 
 
 def snapshot(s: Sample) -> Snapshot:
@@ -77,7 +80,17 @@ def snapshot(s: Sample) -> Snapshot:
         0,
     )
     link = Link("wg0", 5, "tun", 1420, "UNKNOWN")
-    iface = WgInterface("wg0", s.implementation, None, 51820, 0, link, (peer,), ("eth0",))
+    iface = WgInterface(
+        "wg0",
+        s.implementation,
+        None,
+        51820,
+        0,
+        link,
+        (peer,),
+        ("eth0",),
+        socket=SocketStats(2, s.socket_drops, 0, s.socket_rcvbuf, 212992),
+    )
     probes = ()
     if s.probe_mtu is not None or s.probe_outcome is not ProbeOutcome.OK:
         probes = (
@@ -271,11 +284,35 @@ def cases() -> list[Case]:
             ("mtu-blackhole", "tcp-mss"),
         ),
         Case(
-            "udp-rcvbuf-fires",
-            "RcvbufErrors rise for 90 s with wireguard-go",
+            "udp-socket-default-fires",
+            "wireguard-go's own socket drops for 90 s at rmem_default: a report, no change",
+            series(
+                4,
+                30,
+                lambda i, s: replace(
+                    s, rcvbuf_errors=s.rcvbuf_errors + 40, socket_drops=s.socket_drops + 40
+                ),
+            ),
+            (),
+            ("udp-socket-default",),
+        ),
+        Case(
+            "udp-socket-capped-fires",
+            "wireguard-go's socket drops at 2 x rmem_max: raise the cap, then reopen",
+            series(
+                4,
+                30,
+                lambda i, s: replace(s, socket_drops=s.socket_drops + 40, socket_rcvbuf=2 * 212992),
+            ),
+            (),
+            ("udp-socket-capped",),
+        ),
+        Case(
+            "udp-errors-of-another-socket",
+            "RcvbufErrors rise host-wide but WireGuard's own socket drops nothing",
             series(4, 30, lambda i, s: replace(s, rcvbuf_errors=s.rcvbuf_errors + 40)),
-            (("udp-rcvbuf", "sysctl", "212992", "425984", "admit"),),
-            ("udp-rcvbuf",),
+            (),
+            (),
         ),
         Case(
             "udp-kernel-backlog",

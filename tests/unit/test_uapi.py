@@ -133,7 +133,17 @@ def test_replace_peers_is_never_sendable() -> None:
         encode_set("wg0", [("replace_peers", "true")])
 
 
-@given(st.text(min_size=1, max_size=40).filter(lambda v: any(c in v for c in "\n\x00 =\r\t")))
+# Built around a forbidden character, not filtered for one: a filter that rejects most
+# random texts trips Hypothesis's health check now and then (a flaky suite).
+HOSTILE = st.builds(
+    lambda head, bad, tail: head + bad + tail,
+    st.text(max_size=20),
+    st.sampled_from("\n\x00 =\r\t"),
+    st.text(max_size=19),
+)
+
+
+@given(HOSTILE)
 def test_hostile_values_rejected(value: str) -> None:
     with pytest.raises(ValueError):
         encode_set("wg0", [("persistent_keepalive_interval", value)])

@@ -278,6 +278,25 @@ def mtu_over_underlay(p: Point, i: WgInterface) -> float | None:
     return None if fit is None else max(0.0, i.link.mtu - fit)
 
 
+def socket_drops_rate(p: Point, i: WgInterface) -> float | None:
+    """Drops on WireGuard's own sockets per second (a reopened socket starts again at 0)."""
+    before = p.prev.interface(i.name) if p.prev is not None else None
+    if before is None or before.socket is None or i.socket is None or p.interval is None:
+        return None
+    if before.listen_port != i.listen_port:
+        return None
+    return delta(before.socket.drops, i.socket.drops) / p.interval
+
+
+def socket_rcvbuf_at_cap(p: Point, i: WgInterface) -> float | None:
+    """1 when the socket holds all net.core.rmem_max allows (the kernel doubles the capped
+    request: 2 x rmem_max), so it asked for more; 0 when it took less (rmem_default)."""
+    cap = p.cur.knobs.sysctls.get("net.core.rmem_max")
+    if i.socket is None or i.socket.rcvbuf is None or cap is None or not cap.isdigit():
+        return None
+    return float(i.socket.rcvbuf >= 2 * int(cap))
+
+
 def counter_rate(proto: str, name: str) -> HostFn:
     def fn(p: Point) -> float | None:
         counters, interval = p.counters, p.interval
@@ -457,6 +476,36 @@ CATALOGUE: dict[str, Metric] = {
             "B",
             "interface MTU above what the underlay carries unfragmented",
             iface=mtu_over_underlay,
+        ),
+        Metric(
+            "iface.userspace",
+            "interface",
+            "bool",
+            "1 for a userspace WireGuard (wireguard-go, boringtun), 0 for the kernel's",
+            iface=lambda p, i: float(i.implementation is Implementation.USERSPACE),
+        ),
+        Metric(
+            "iface.socket_drops_rate",
+            "interface",
+            "1/s",
+            "datagrams dropped per second on WireGuard's own UDP sockets (sock_diag)",
+            iface=socket_drops_rate,
+        ),
+        Metric(
+            "iface.socket_rcvbuf",
+            "interface",
+            "B",
+            "receive buffer of WireGuard's UDP socket, fixed when it was opened",
+            iface=lambda p, i: (
+                float(i.socket.rcvbuf) if i.socket and i.socket.rcvbuf is not None else None
+            ),
+        ),
+        Metric(
+            "iface.socket_rcvbuf_at_cap",
+            "interface",
+            "bool",
+            "1 when the socket's buffer is all net.core.rmem_max allows (2 x rmem_max)",
+            iface=socket_rcvbuf_at_cap,
         ),
         Metric(
             "udp.rcvbuf_errors_rate",

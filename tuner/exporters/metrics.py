@@ -69,9 +69,30 @@ class SnapshotCollector(Collector):
         peers = GaugeMetricFamily(
             "wg_tuner_interface_peers", "Peers configured", labels=["interface", "implementation"]
         )
+        sock_drops = CounterMetricFamily(
+            "wg_tuner_socket_drops",
+            "Datagrams dropped on WireGuard's own UDP sockets (its listen port, both families)",
+            labels=["interface"],
+        )
+        sock_rcvbuf = GaugeMetricFamily(
+            "wg_tuner_socket_receive_buffer_bytes",
+            "Receive buffer of WireGuard's UDP socket (fixed when the socket was opened)",
+            labels=["interface"],
+        )
+        sock_sndbuf = GaugeMetricFamily(
+            "wg_tuner_socket_send_buffer_bytes",
+            "Send buffer of WireGuard's UDP socket (fixed when the socket was opened)",
+            labels=["interface"],
+        )
         for iface in snap.interfaces:
             mtu.add_metric([iface.name], iface.link.mtu)
             peers.add_metric([iface.name, iface.implementation.value], len(iface.peers))
+            if iface.socket is not None:
+                sock_drops.add_metric([iface.name], iface.socket.drops)
+                if iface.socket.rcvbuf is not None:
+                    sock_rcvbuf.add_metric([iface.name], iface.socket.rcvbuf)
+                if iface.socket.sndbuf is not None:
+                    sock_sndbuf.add_metric([iface.name], iface.socket.sndbuf)
             names = iface.peer_names
             for peer in iface.peers:
                 name = names.get(peer.public_key, "")
@@ -82,6 +103,7 @@ class SnapshotCollector(Collector):
                 handshake.add_metric(values, int(peer.latest_handshake))
                 keepalive.add_metric([iface.name, peer.public_key], peer.persistent_keepalive)
         yield from (sent, received, handshake, keepalive, info, mtu, peers)
+        yield from (sock_drops, sock_rcvbuf, sock_sndbuf)
 
     @staticmethod
     def _links(snap: Snapshot) -> Iterator[Metric]:

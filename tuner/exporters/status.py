@@ -109,6 +109,10 @@ def _lines(snapshot: Snapshot, rates: Rates | None) -> Iterator[str]:
         )
         if iface.public_key:
             yield f"  public key {iface.public_key}"
+        if iface.socket is not None:
+            sock = iface.socket
+            sizes = f"  rcvbuf {sock.rcvbuf}  sndbuf {sock.sndbuf}" if sock.rcvbuf else ""
+            yield f"  socket drops {sock.drops}  queued {sock.rx_queue} B{sizes}"
         header = ("peer", "endpoint", "allowed ips", "handshake", "rx", "tx", "keepalive", "flags")
         rows = [header]
         for peer in iface.peers:

@@ -67,6 +67,20 @@ class Peer:
 
 
 @dataclass(frozen=True, slots=True)
+class SocketStats:
+    """WireGuard's own UDP sockets on its listen port (one per family), summed."""
+
+    sockets: int
+    drops: int
+    """Datagrams the kernel dropped on these sockets (receive buffer full, mostly)."""
+    rx_queue: int
+    """Bytes waiting to be read."""
+    rcvbuf: int | None = None
+    """Receive buffer size in bytes (the largest socket's); None from /proc/net/udp."""
+    sndbuf: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WgInterface:
     name: str
     implementation: Implementation
@@ -80,6 +94,9 @@ class WgInterface:
     peer_names: Mapping[str, str] = field(default_factory=frozen_map, hash=False)
     """Friendly names by public key, from the configs of the tools that manage the peers
     (tuner/observe/peer_names.py); peers without one are absent."""
+    socket: SocketStats | None = None
+    """Its UDP sockets, when visible from this namespace (a kernel interface moved here
+    from another namespace keeps its sockets there)."""
 
 
 @dataclass(frozen=True, slots=True)

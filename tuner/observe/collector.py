@@ -14,6 +14,7 @@ from tuner.model.snapshot import HostCounters, Link, Snapshot, WgInterface, froz
 from tuner.observe import peer_names, procfs
 from tuner.observe.knobs import read_knobs
 from tuner.observe.paths import HostPaths
+from tuner.observe.sockets import UdpSockets
 from tuner.observe.wireguard import WireGuardReader
 
 
@@ -40,6 +41,7 @@ class Observer:
         uapi: UapiClient | None = None,
         nft: Nft | None = None,
         wireguard: WireGuardReader | None = None,
+        sockets: UdpSockets | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -48,6 +50,7 @@ class Observer:
         self.uapi = uapi or UapiClient(self.paths.wg_socket_dir)
         self.nft = nft
         self.wireguard = wireguard or WireGuardReader(self.uapi, link_exists=self._link_exists)
+        self.sockets = sockets or UdpSockets(self.paths)
         self.clock = clock
         self.monotonic = monotonic
         self._endpoint_hosts: dict[str, str] = {}
@@ -90,6 +93,7 @@ class Observer:
         wg_ifaces: list[WgInterface] = []
         underlay_names: set[str] = set()
         friendly = self.names.read(iface.name for iface in wg.interfaces)
+        sockets = self.sockets.by_port(iface.listen_port for iface in wg.interfaces)
         for iface, found in zip(wg.interfaces, iface_hosts, strict=True):
             names = sorted(
                 {by_index[oifs[h]].name for h in found if h in oifs and oifs[h] in by_index}
@@ -100,6 +104,7 @@ class Observer:
                     iface,
                     underlays=tuple(names),
                     peer_names=frozen_map(friendly.get(iface.name, {})),
+                    socket=sockets.get(iface.listen_port),
                 )
             )
         underlays: tuple[Link, ...] = tuple(link for link in links if link.name in underlay_names)
