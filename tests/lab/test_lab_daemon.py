@@ -155,13 +155,15 @@ def test_blackhole_while_running_is_fixed_and_verified(
     assert bulk["ok"] and bulk["bytes"] > 1_000_000, bulk
     (drift,) = d.named("drift.detected")
     assert (drift["ours"], drift["now"]) == ("1340", "1380")
-    assert drift_cycles <= 1, drift_cycles
+    # The cycle in flight when the MTU changed may have observed before it (under a CPU
+    # hog it often has): it ends without the drift, and the next cycle sees it.
+    assert drift_cycles <= 2, drift_cycles
     assert [r["state"] for r in d.journal()][-1] == "drifted"
     every_line_is_json(d)
     figure(
         "Drift and contention",
         "MTU set by hand after wg-tuner's verified fix (daemon, onDrift: hold) -> cycles to "
-        "detect; wg-tuner writes afterwards",
+        "detect (the one in flight counts); wg-tuner writes afterwards",
         f"{drift_cycles}; 0",
     )
     figure(
