@@ -163,7 +163,7 @@ def main() -> int:
         assert not mismatches, mismatches
         found = [s[:6] for s in leaks if s in proc.stdout or s in proc.stderr]
         assert not found, f"secrets in status output: {found}"
-        return {"fields": 4 + 6 * len(rows), "peers": len(rows)}
+        return {"fields": 4 + 6 * len(rows), "peers": len(rows), "socket": iface["socket"]}
 
     @check("metrics_match_and_carry_no_secret")
     def metrics() -> dict[str, Any]:

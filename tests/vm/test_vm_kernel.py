@@ -42,6 +42,14 @@ def test_status_matches_wg_show_dump_field_by_field(report: dict[str, Any]) -> N
     assert entry["peers"] == 3
 
 
+def test_kernel_wireguards_own_sockets_are_found_by_listen_port(report: dict[str, Any]) -> None:
+    """Kernel WireGuard's sockets are kernel UDP sockets in the namespace it was made in:
+    sock_diag sees both families on its listen port, with their buffers."""
+    sock = passed(report, "status_matches_wg_show_dump")["socket"]
+    assert sock is not None and sock["sockets"] == 2, sock
+    assert sock["rcvbuf"] > 0 and sock["sndbuf"] > 0 and sock["drops"] == 0, sock
+
+
 def test_metrics_carry_every_peer_and_no_secret(report: dict[str, Any]) -> None:
     assert passed(report, "metrics_match_and_carry_no_secret")["peer_series"] == 3
 
