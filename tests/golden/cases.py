@@ -64,6 +64,7 @@ class Sample:
     endpoint_port: int = 51820
     underlay_mtu: int = 1500
     frag_creates: int = 0
+    frag_creates6: int = 0
     socket_drops: int = 0
     socket_rcvbuf: int = 212992
 
@@ -118,6 +119,7 @@ def snapshot(s: Sample) -> Snapshot:
                 "Udp": frozen_map({"RcvbufErrors": s.rcvbuf_errors, "InErrors": 0}),
                 "Tcp": frozen_map({"RetransSegs": 0}),
                 "Ip": frozen_map({"FragCreates": s.frag_creates}),
+                "Ip6": frozen_map({"Ip6FragCreates": s.frag_creates6}),
             }
         ),
         netstat=frozen_map({}),

@@ -67,3 +67,32 @@ def test_fragmentation_stops_needs_the_counter_all_but_stopped() -> None:
 
     assert after(0).ok and after(90).ok  # stopped, or under a tenth (+0.5/s)
     assert not after(500).ok  # halved is not stopped: "not worse" would have passed it
+
+
+def test_fragmentation_stops_counts_ipv6_fragments_too() -> None:
+    """An IPv6 underlay fragments into Ip6FragCreates (/proc/net/snmp6), not Ip's."""
+    from dataclasses import replace as with_
+
+    from tests.golden.cases import Sample, snapshot
+
+    start = Sample(t=0.0)
+    health = Health(observer=None, prober=None, actuators={})  # type: ignore[arg-type]
+    check, target = HealthCheck("fragmentation_stops"), Target("mtu", "wg0")
+    base = health.run(
+        check,
+        target,
+        "1320",
+        snapshot(with_(start, t=1.0, frag_creates6=800)),
+        snapshot(start),
+        baseline=None,
+    )
+    assert base.value == 800.0
+    still = health.run(
+        check,
+        target,
+        "1320",
+        snapshot(with_(start, t=3.0, frag_creates6=1600)),
+        snapshot(with_(start, t=2.0, frag_creates6=800)),
+        baseline=base,
+    )
+    assert not still.ok, still  # IPv6 fragments did not stop: not verified

@@ -85,3 +85,22 @@ def test_knobs_report_absent_sysctls_as_none(paths: HostPaths) -> None:
     assert knobs.sysctls["net.core.netdev_max_backlog"] is None
     assert knobs.nft_table is None
     assert notes == ()
+
+
+def test_snmp6_groups_by_protocol_and_keeps_names_whole() -> None:
+    # Recorded on this machine; two counters set non-zero so a mix-up shows.
+    got = procfs.parse_snmp6((FIXTURES / "snmp6.txt").read_text())
+    assert got["Ip6"]["Ip6FragCreates"] == 417
+    assert got["Udp6"]["Udp6RcvbufErrors"] == 9
+    assert "Icmp6InPktTooBigs" in got["Icmp6"] and "UdpLite6InErrors" in got["UdpLite6"]
+    assert set(got) >= {"Ip6", "Icmp6", "Udp6", "UdpLite6"}
+
+
+def test_snmp6_joins_snmp_and_hostile_lines_are_skipped(tmp_path: Path) -> None:
+    net = tmp_path / "proc/net"
+    net.mkdir(parents=True)
+    (net / "snmp").write_text((FIXTURES / "snmp.txt").read_text())
+    (net / "snmp6").write_text("Ip6FragCreates 5\nIp6Bogus x\n\x00\x01 2\nnope\n6 7\n")
+    got = procfs.read_snmp(HostPaths.under(tmp_path))
+    assert got["Ip6"] == {"Ip6FragCreates": 5}
+    assert "Udp" in got and "Ip" in got  # IPv4's tables are still there

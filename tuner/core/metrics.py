@@ -543,6 +543,20 @@ CATALOGUE: dict[str, Metric] = {
             host=counter_rate("Ip", "FragCreates"),
         ),
         Metric(
+            "ip6.frag_creates_rate",
+            "host",
+            "1/s",
+            "Ip6FragCreates per second (outgoing IPv6 packets fragmented here)",
+            host=counter_rate("Ip6", "Ip6FragCreates"),
+        ),
+        Metric(
+            "udp6.rcvbuf_errors_rate",
+            "host",
+            "1/s",
+            "Udp6RcvbufErrors per second",
+            host=counter_rate("Udp6", "Udp6RcvbufErrors"),
+        ),
+        Metric(
             "ip.frag_fails_rate",
             "host",
             "1/s",

@@ -24,6 +24,8 @@ SNMP_COUNTERS: dict[str, tuple[str, ...]] = {
     "Udp": ("InDatagrams", "OutDatagrams", "InErrors", "RcvbufErrors", "SndbufErrors", "NoPorts"),
     "Udp6": ("Udp6InErrors", "Udp6RcvbufErrors", "Udp6SndbufErrors"),
     "Ip": ("FragOKs", "FragFails", "FragCreates", "ReasmReqds", "ReasmFails"),
+    "Ip6": ("Ip6FragOKs", "Ip6FragFails", "Ip6FragCreates", "Ip6ReasmReqds", "Ip6ReasmFails"),
+    "Icmp6": ("Icmp6InDestUnreachs", "Icmp6InPktTooBigs", "Icmp6OutPktTooBigs"),
     "Icmp": ("InDestUnreachs", "OutDestUnreachs"),
     "Tcp": ("RetransSegs", "OutSegs", "InErrs"),
     "TcpExt": ("TCPLostRetransmit", "TCPTimeouts", "ListenDrops", "TCPMTUPFail", "TCPMTUPSuccess"),

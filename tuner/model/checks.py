@@ -33,11 +33,11 @@ POLICY_CHECKS: Mapping[str, str] = MappingProxyType(
         "tunnel_reachable": "a small DF echo through the tunnel is answered",
         "tunnel_probe_passes": "a DF echo of the new MTU's size, down to WireGuard's 16-byte "
         "padding grid, is answered through the tunnel",
-        "udp_errors_not_worse": "Udp InErrors + RcvbufErrors + SndbufErrors grow no faster "
-        "than before the change",
+        "udp_errors_not_worse": "Udp and Udp6 InErrors + RcvbufErrors + SndbufErrors grow no "
+        "faster than before the change",
         "softnet_drops_not_worse": "softnet drops (all CPUs) grow no faster than before",
-        "fragmentation_stops": "Ip FragCreates grow at most a tenth as fast as before the "
-        "change (plus 0.5/s of noise)",
+        "fragmentation_stops": "Ip FragCreates + Ip6FragCreates grow at most a tenth as fast "
+        "as before the change (plus 0.5/s of noise)",
     }
 )
 """Checks a policy may name in ``verify.health``, with what each checks."""
@@ -56,13 +56,16 @@ NOT_WORSE: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType(
             ("Udp", "RcvbufErrors"),
             ("Udp", "SndbufErrors"),
             ("Udp", "InErrors"),
+            ("Udp6", "Udp6RcvbufErrors"),
+            ("Udp6", "Udp6SndbufErrors"),
+            ("Udp6", "Udp6InErrors"),
         ),
     }
 )
 """Rate checks on /proc/net/snmp counters: check -> (protocol, counter) summed."""
 
 STOPS: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType(
-    {"fragmentation_stops": (("Ip", "FragCreates"),)}
+    {"fragmentation_stops": (("Ip", "FragCreates"), ("Ip6", "Ip6FragCreates"))}
 )
 """Like NOT_WORSE, but the remedy must make the counter all but stop: the symptom's own
 counter moving is the proof, not merely "not worse"."""

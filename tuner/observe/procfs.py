@@ -7,6 +7,7 @@ exist in this namespace or kernel yields an empty value, never an exception.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
@@ -94,9 +95,30 @@ def parse_interrupts(
     return tuple(out)
 
 
+_SNMP6_PROTO = re.compile(r"([A-Za-z]+6)")
+
+
+def parse_snmp6(text: str) -> Mapping[str, Mapping[str, int]]:
+    """/proc/net/snmp6: one ``Ip6InReceives  123`` per line, grouped by the name's
+    protocol (``Ip6``, ``Icmp6``, ``Udp6``, ``UdpLite6``); names are kept whole."""
+    out: dict[str, dict[str, int]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            continue
+        proto = _SNMP6_PROTO.match(parts[0])
+        if proto:
+            out.setdefault(proto[1], {})[parts[0]] = int(parts[1])
+    return MappingProxyType({k: MappingProxyType(v) for k, v in out.items()})
+
+
 def read_snmp(paths: HostPaths) -> Mapping[str, Mapping[str, int]]:
+    """/proc/net/snmp, with /proc/net/snmp6's protocols beside (absent without IPv6)."""
     text = _read(paths.proc("net", "snmp"))
-    return parse_header_pairs(text) if text else MappingProxyType({})
+    text6 = _read(paths.proc("net", "snmp6"))
+    v4 = parse_header_pairs(text) if text else {}
+    v6 = parse_snmp6(text6) if text6 else {}
+    return MappingProxyType({**v4, **v6})
 
 
 def read_netstat(paths: HostPaths) -> Mapping[str, Mapping[str, int]]:
