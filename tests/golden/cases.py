@@ -24,6 +24,7 @@ from tuner.model.snapshot import (
     Knobs,
     Link,
     Peer,
+    ProcessCpu,
     Snapshot,
     SocketStats,
     WgInterface,
@@ -67,6 +68,8 @@ class Sample:
     frag_creates6: int = 0
     socket_drops: int = 0
     socket_rcvbuf: int = 212992
+    threads: tuple[int, int] = (0, 0)
+    """cumulative CPU ticks of wireguard-go's two busiest threads (pid 4242)."""
 
 
 def snapshot(s: Sample) -> Snapshot:
@@ -91,6 +94,11 @@ def snapshot(s: Sample) -> Snapshot:
         (peer,),
         ("eth0",),
         socket=SocketStats(2, s.socket_drops, 0, s.socket_rcvbuf, 212992),
+        process=(
+            ProcessCpu(4242, frozen_map({4242: s.threads[0], 4243: s.threads[1]}))
+            if s.implementation is Implementation.USERSPACE
+            else None
+        ),
     )
     probes = ()
     if s.probe_mtu is not None or s.probe_outcome is not ProbeOutcome.OK:
@@ -346,6 +354,46 @@ def cases() -> list[Case]:
             ),
             (("softirq-hotspot", "irq_affinity", "", "0-1", "admit"),),
             ("softirq-hotspot",),
+        ),
+        Case(
+            "crypto-bound-userspace-fires",
+            "wireguard-go's two threads 90 % of a core each on two cores, for 6 min",
+            series(
+                7,
+                60,
+                lambda i, s: replace(
+                    s, threads=(s.threads[0] + 5400, s.threads[1] + 5400), rx=s.rx + 50_000
+                ),
+            ),
+            (),
+            ("crypto-bound-userspace",),
+        ),
+        Case(
+            "crypto-bound-userspace-not-for-long",
+            "the same load for 3 minutes only",
+            series(
+                4,
+                60,
+                lambda i, s: replace(s, threads=(s.threads[0] + 5400, s.threads[1] + 5400)),
+            ),
+            (),
+            (),
+        ),
+        Case(
+            "crypto-bound-kernel-fires",
+            "kernel WireGuard: both cores 90 % busy, mostly softirq, for 6 min",
+            series(
+                7,
+                60,
+                lambda i, s: replace(
+                    s,
+                    cpu0=(s.cpu0[0] + 5400, s.cpu0[1] + 3000, s.cpu0[2] + 600),
+                    cpu1=(s.cpu1[0] + 5400, s.cpu1[1] + 3000, s.cpu1[2] + 600),
+                    implementation=Implementation.KERNEL,
+                ),
+            ),
+            (),
+            ("crypto-bound-kernel",),
         ),
         Case(
             "conntrack-pressure-fires",

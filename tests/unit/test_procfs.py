@@ -104,3 +104,29 @@ def test_snmp6_joins_snmp_and_hostile_lines_are_skipped(tmp_path: Path) -> None:
     got = procfs.read_snmp(HostPaths.under(tmp_path))
     assert got["Ip6"] == {"Ip6FragCreates": 5}
     assert "Udp" in got and "Ip" in got  # IPv4's tables are still there
+
+
+def test_task_stat_counts_fields_after_the_last_parenthesis() -> None:
+    # A command name with spaces and parentheses must not shift the fields.
+    line = "4242 (wireguard-go) x) R 1 1 1 0 -1 4194560 10 0 0 0 731 269 0 0 20 0 9 0 99 0 0"
+    assert procfs.parse_task_stat(line) == 731 + 269
+    assert procfs.parse_task_stat("4242 (short) R 1") is None
+    assert procfs.parse_task_stat("garbage") is None
+
+
+def test_process_cpu_is_read_per_thread_from_the_live_proc() -> None:
+    import os
+    import threading
+
+    done = threading.Event()
+    spinner = threading.Thread(target=lambda: done.wait(5))
+    spinner.start()
+    try:
+        got = procfs.read_process_cpu(HostPaths(), os.getpid())
+    finally:
+        done.set()
+        spinner.join()
+    assert got is not None and got.pid == os.getpid()
+    assert len(got.threads) >= 2 and os.getpid() in got.threads  # main thread's tid = pid
+    assert got.total >= 0
+    assert procfs.read_process_cpu(HostPaths(), 2**22 + 1) is None  # no such pid

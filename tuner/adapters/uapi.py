@@ -13,6 +13,7 @@ import base64
 import binascii
 import re
 import socket
+import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -309,6 +310,10 @@ def encode_set(ifname: str, items: Sequence[tuple[str, str]]) -> bytes:
     return ("\n".join(out) + "\n\n").encode("ascii")
 
 
+PEERCRED = struct.Struct("3i")
+"""struct ucred: pid, uid, gid."""
+
+
 class UapiClient:
     """Talks to one daemon socket per call; every call has a deadline."""
 
@@ -316,12 +321,18 @@ class UapiClient:
         self.socket_dir = socket_dir
         self.timeout = timeout
         self._known: dict[str, dict[PeerBlock, Peer]] = {}
+        self._pids: dict[str, int] = {}
 
     def socket_path(self, ifname: str) -> Path:
         return self.socket_dir / f"{ifname}.sock"
 
     def has_socket(self, ifname: str) -> bool:
         return self.socket_path(ifname).is_socket()
+
+    def pid(self, ifname: str) -> int | None:
+        """The pid of the process that answered the last exchange on IF's socket
+        (SO_PEERCRED): the userspace WireGuard itself, whose threads do the crypto."""
+        return self._pids.get(ifname)
 
     def get(self, ifname: str) -> UapiDevice:
         parser = GetParser(ifname, self._known.pop(ifname, None))
@@ -371,6 +382,12 @@ class UapiClient:
         except OSError as exc:
             sock.close()
             raise ObserveError(f"{ifname}: config socket: {exc.strerror}") from exc
+        try:
+            pid = PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+        except (OSError, struct.error):
+            self._pids.pop(ifname, None)
+        else:
+            self._pids[ifname] = pid
         return sock
 
     def _exchange(self, ifname: str, payload: bytes, sink: Callable[[bytes], None]) -> None:

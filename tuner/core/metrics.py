@@ -297,6 +297,64 @@ def socket_rcvbuf_at_cap(p: Point, i: WgInterface) -> float | None:
     return float(i.socket.rcvbuf >= 2 * int(cap))
 
 
+USER_HZ = 100
+"""/proc/PID/task/TID/stat counts in USER_HZ ticks, 100 for userspace on Linux."""
+
+
+def _thread_cores(p: Point, i: WgInterface) -> list[float] | None:
+    """Cores each thread of the WireGuard process used between the two snapshots."""
+    before = p.prev.interface(i.name) if p.prev is not None else None
+    if before is None or before.process is None or i.process is None or p.interval is None:
+        return None
+    if before.process.pid != i.process.pid:
+        return None  # restarted: nothing to compare with
+    old = before.process.threads
+    return [
+        delta(old[tid], ticks) / USER_HZ / p.interval
+        for tid, ticks in i.process.threads.items()
+        if tid in old
+    ]
+
+
+def process_cores(p: Point, i: WgInterface) -> float | None:
+    cores = _thread_cores(p, i)
+    return sum(cores) if cores is not None else None
+
+
+def process_hot_thread(p: Point, i: WgInterface) -> float | None:
+    cores = _thread_cores(p, i)
+    return max(cores, default=0.0) if cores is not None else None
+
+
+def process_cpu_share(p: Point, i: WgInterface) -> float | None:
+    """The process's CPU over all cores (1.0: every core busy with it)."""
+    used, ncpu = process_cores(p, i), len(p.cur.host.cpus)
+    return used / ncpu if used is not None and ncpu else None
+
+
+def link_rate(field: str) -> IfaceFn:
+    def fn(p: Point, i: WgInterface) -> float | None:
+        before = p.prev.interface(i.name) if p.prev is not None else None
+        if before is None or p.interval is None:
+            return None
+        return delta(getattr(before.link.counters, field), getattr(i.link.counters, field)) / (
+            p.interval
+        )
+
+    return fn
+
+
+def avg_packet_size(p: Point, i: WgInterface) -> float | None:
+    """Bytes per packet through the interface, both directions (small: pps-bound)."""
+    before = p.prev.interface(i.name) if p.prev is not None else None
+    if before is None:
+        return None
+    old, new = before.link.counters, i.link.counters
+    packets = delta(old.rx_packets, new.rx_packets) + delta(old.tx_packets, new.tx_packets)
+    size = delta(old.rx_bytes, new.rx_bytes) + delta(old.tx_bytes, new.tx_bytes)
+    return size / packets if packets else None
+
+
 def counter_rate(proto: str, name: str) -> HostFn:
     def fn(p: Point) -> float | None:
         counters, interval = p.counters, p.interval
@@ -506,6 +564,48 @@ CATALOGUE: dict[str, Metric] = {
             "bool",
             "1 when the socket's buffer is all net.core.rmem_max allows (2 x rmem_max)",
             iface=socket_rcvbuf_at_cap,
+        ),
+        Metric(
+            "iface.process_cores",
+            "interface",
+            "cores",
+            "CPU of the userspace WireGuard's process, in cores (its crypto runs there)",
+            iface=process_cores,
+        ),
+        Metric(
+            "iface.process_hot_thread",
+            "interface",
+            "share",
+            "busy share of one core of the process's busiest thread",
+            iface=process_hot_thread,
+        ),
+        Metric(
+            "iface.process_cpu_share",
+            "interface",
+            "share",
+            "the process's CPU over all cores (1: every core busy with it)",
+            iface=process_cpu_share,
+        ),
+        Metric(
+            "iface.rx_pps",
+            "interface",
+            "1/s",
+            "packets received per second on the interface",
+            iface=link_rate("rx_packets"),
+        ),
+        Metric(
+            "iface.tx_pps",
+            "interface",
+            "1/s",
+            "packets sent per second on the interface",
+            iface=link_rate("tx_packets"),
+        ),
+        Metric(
+            "iface.avg_packet_size",
+            "interface",
+            "B",
+            "average packet size through the interface, both directions",
+            iface=avg_packet_size,
         ),
         Metric(
             "udp.rcvbuf_errors_rate",

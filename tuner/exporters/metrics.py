@@ -86,9 +86,22 @@ class SnapshotCollector(Collector):
             "Send buffer of WireGuard's UDP socket (fixed when the socket was opened)",
             labels=["interface"],
         )
+        cpu = CounterMetricFamily(
+            "wg_tuner_wireguard_process_cpu_seconds",
+            "CPU time of the userspace WireGuard's process (all threads; its crypto)",
+            labels=["interface"],
+        )
+        hot = CounterMetricFamily(
+            "wg_tuner_wireguard_process_busiest_thread_cpu_seconds",
+            "CPU time of that process's busiest thread so far",
+            labels=["interface"],
+        )
         for iface in snap.interfaces:
             mtu.add_metric([iface.name], iface.link.mtu)
             peers.add_metric([iface.name, iface.implementation.value], len(iface.peers))
+            if iface.process is not None:
+                cpu.add_metric([iface.name], iface.process.total / USER_HZ)
+                hot.add_metric([iface.name], max(iface.process.threads.values()) / USER_HZ)
             if iface.socket is not None:
                 sock_drops.add_metric([iface.name], iface.socket.drops)
                 if iface.socket.rcvbuf is not None:
@@ -105,7 +118,7 @@ class SnapshotCollector(Collector):
                 handshake.add_metric(values, int(peer.latest_handshake))
                 keepalive.add_metric([iface.name, peer.public_key], peer.persistent_keepalive)
         yield from (sent, received, handshake, keepalive, info, mtu, peers)
-        yield from (sock_drops, sock_rcvbuf, sock_sndbuf)
+        yield from (sock_drops, sock_rcvbuf, sock_sndbuf, cpu, hot)
 
     @staticmethod
     def _links(snap: Snapshot) -> Iterator[Metric]:
@@ -115,6 +128,8 @@ class SnapshotCollector(Collector):
             for name in (
                 "rx_bytes",
                 "tx_bytes",
+                "rx_packets",
+                "tx_packets",
                 "rx_errors",
                 "tx_errors",
                 "rx_dropped",

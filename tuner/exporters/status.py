@@ -113,6 +113,11 @@ def _lines(snapshot: Snapshot, rates: Rates | None) -> Iterator[str]:
             sock = iface.socket
             sizes = f"  rcvbuf {sock.rcvbuf}  sndbuf {sock.sndbuf}" if sock.rcvbuf else ""
             yield f"  socket drops {sock.drops}  queued {sock.rx_queue} B{sizes}"
+        if iface.process is not None:
+            proc = iface.process
+            yield (
+                f"  process {proc.pid}  {len(proc.threads)} threads  cpu {proc.total / 100:.1f} s"
+            )
         header = ("peer", "endpoint", "allowed ips", "handshake", "rx", "tx", "keepalive", "flags")
         rows = [header]
         for peer in iface.peers:

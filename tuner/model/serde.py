@@ -7,9 +7,10 @@ import types
 import typing
 from collections.abc import Mapping
 from enum import Enum
+from types import MappingProxyType
 from typing import Any
 
-from tuner.model.snapshot import Snapshot, frozen_map
+from tuner.model.snapshot import Snapshot
 
 
 def to_data(value: Any) -> Any:
@@ -36,8 +37,10 @@ def from_data(cls: Any, data: Any) -> Any:  # noqa: PLR0911 - one return per typ
         (item, *_rest) = typing.get_args(cls)
         return tuple(from_data(item, v) for v in data)
     if origin in (Mapping, dict, typing.Mapping) or cls is Mapping:
-        _, item = typing.get_args(cls) or (str, Any)
-        return frozen_map({k: from_data(item, v) for k, v in data.items()})
+        key, item = typing.get_args(cls) or (str, Any)
+        # JSON keys are strings; a Mapping[int, ...] (thread ids) gets its ints back.
+        cast: Any = int if key is int else str
+        return MappingProxyType({cast(k): from_data(item, v) for k, v in data.items()})
     if isinstance(cls, type) and issubclass(cls, Enum):
         return cls(data)
     if dataclasses.is_dataclass(cls):

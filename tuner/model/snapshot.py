@@ -81,6 +81,19 @@ class SocketStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessCpu:
+    """A userspace WireGuard's process (where its crypto runs): CPU time per thread."""
+
+    pid: int
+    threads: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    """Thread id -> user + system time in USER_HZ ticks (/proc/PID/task/TID/stat)."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.threads.values())
+
+
+@dataclass(frozen=True, slots=True)
 class WgInterface:
     name: str
     implementation: Implementation
@@ -97,6 +110,9 @@ class WgInterface:
     socket: SocketStats | None = None
     """Its UDP sockets, when visible from this namespace (a kernel interface moved here
     from another namespace keeps its sockets there)."""
+    process: ProcessCpu | None = None
+    """The userspace implementation's process (the config socket's peer); None for
+    kernel WireGuard, whose crypto runs in softirq (``host.cpus``)."""
 
 
 @dataclass(frozen=True, slots=True)

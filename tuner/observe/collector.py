@@ -10,7 +10,15 @@ from dataclasses import replace
 from tuner.adapters.netlink import Netlink
 from tuner.adapters.nft import Nft
 from tuner.adapters.uapi import UapiClient
-from tuner.model.snapshot import HostCounters, Link, Snapshot, WgInterface, frozen_map
+from tuner.model.snapshot import (
+    HostCounters,
+    Implementation,
+    Link,
+    ProcessCpu,
+    Snapshot,
+    WgInterface,
+    frozen_map,
+)
 from tuner.observe import peer_names, procfs
 from tuner.observe.knobs import read_knobs
 from tuner.observe.paths import HostPaths
@@ -63,6 +71,12 @@ class Observer:
     def _link_exists(self, name: str) -> bool:
         return any(link.name == name for link in self.netlink.links())
 
+    def _process(self, iface: WgInterface) -> ProcessCpu | None:
+        if iface.implementation is not Implementation.USERSPACE:
+            return None
+        pid = self.uapi.pid(iface.name)
+        return procfs.read_process_cpu(self.paths, pid) if pid else None
+
     def netns_id(self) -> str:
         try:
             return os.readlink(self.paths.proc("self", "ns", "net"))
@@ -105,6 +119,7 @@ class Observer:
                     underlays=tuple(names),
                     peer_names=frozen_map(friendly.get(iface.name, {})),
                     socket=sockets.get(iface.listen_port),
+                    process=self._process(iface),
                 )
             )
         underlays: tuple[Link, ...] = tuple(link for link in links if link.name in underlay_names)

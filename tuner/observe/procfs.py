@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 from tuner.model.cpumask import normalise_list
 from tuner.model.kinds import normalise_sysctl
-from tuner.model.snapshot import Conntrack, CpuSoftnet, CpuTimes, Interrupt
+from tuner.model.snapshot import Conntrack, CpuSoftnet, CpuTimes, Interrupt, ProcessCpu
 from tuner.observe.paths import HostPaths
 
 
@@ -145,6 +145,33 @@ def read_interrupts(paths: HostPaths, devices: Iterable[str]) -> tuple[Interrupt
         affinity = _read(paths.proc("irq", str(irq), "smp_affinity_list"))
         out.append(Interrupt(irq, name, counts, normalise_list(affinity) if affinity else None))
     return tuple(out)
+
+
+def parse_task_stat(text: str) -> int | None:
+    """utime + stime (fields 14 and 15) of /proc/PID/task/TID/stat; the command name
+    (field 2) may hold spaces and parentheses, so fields are counted after its last ')'."""
+    _, sep, rest = text.rpartition(")")
+    fields = rest.split()
+    if not sep or len(fields) < 13:
+        return None
+    utime, stime = fields[11], fields[12]  # fields 14 and 15, counted from field 3
+    return int(utime) + int(stime) if utime.isdigit() and stime.isdigit() else None
+
+
+def read_process_cpu(paths: HostPaths, pid: int) -> ProcessCpu | None:
+    """CPU ticks per thread of ``pid``; None when it is gone or unreadable."""
+    task = paths.proc(str(pid), "task")
+    try:
+        tids = [int(t.name) for t in task.iterdir() if t.name.isdigit()]
+    except OSError:
+        return None
+    threads: dict[int, int] = {}
+    for tid in tids:
+        text = _read(task / str(tid) / "stat")
+        ticks = parse_task_stat(text) if text else None
+        if ticks is not None:
+            threads[tid] = ticks
+    return ProcessCpu(pid, MappingProxyType(threads)) if threads else None
 
 
 def read_conntrack(paths: HostPaths) -> Conntrack | None:
