@@ -23,6 +23,8 @@ from tuner.model.snapshot import (
     Implementation,
     Knobs,
     Link,
+    LinkCounters,
+    LogEvent,
     Peer,
     ProcessCpu,
     Snapshot,
@@ -68,6 +70,10 @@ class Sample:
     frag_creates6: int = 0
     socket_drops: int = 0
     socket_rcvbuf: int = 212992
+    carrier_changes: int = 0
+    """of the underlay eth0."""
+    log: tuple[tuple[str, str, float], ...] = ()
+    """kernel log events (kind, device, seconds before the snapshot)."""
     threads: tuple[int, int] = (0, 0)
     """cumulative CPU ticks of wireguard-go's two busiest threads (pid 4242)."""
 
@@ -134,6 +140,8 @@ def snapshot(s: Sample) -> Snapshot:
         softnet=(CpuSoftnet(0, 1000, s.softnet_drops, 0), CpuSoftnet(1, 1000, 0, 0)),
         cpus=(cpu(0, *s.cpu0), cpu(1, *s.cpu1)),
         conntrack=Conntrack(s.conntrack, 1000),
+        log_events=tuple(LogEvent(kind, dev, s.t - ago) for kind, dev, ago in s.log),
+        log_available=True,
     )
     knobs = Knobs(
         sysctls=frozen_map({**SYSCTLS, "net.ipv4.ip_forward": s.ip_forward}),
@@ -144,7 +152,16 @@ def snapshot(s: Sample) -> Snapshot:
         s.t,
         "net:[golden]",
         (iface,),
-        (Link("eth0", 2, "veth", s.underlay_mtu, "UP"),),
+        (
+            Link(
+                "eth0",
+                2,
+                "veth",
+                s.underlay_mtu,
+                "UP",
+                LinkCounters(carrier_changes=s.carrier_changes),
+            ),
+        ),
         host,
         knobs,
         probes=probes,
@@ -394,6 +411,42 @@ def cases() -> list[Case]:
             ),
             (),
             ("crypto-bound-kernel",),
+        ),
+        Case(
+            "conntrack-full-in-the-kernel-log",
+            "the sampled count looks fine, but the kernel said 'table full' 2 minutes ago",
+            series(3, 60, lambda i, s: replace(s, log=(("conntrack_full", "", 120.0),))),
+            (("conntrack-pressure", "sysctl", "1000", "2000", "admit"),),
+            ("conntrack-pressure",),
+        ),
+        Case(
+            "conntrack-full-long-ago",
+            "a 'table full' line 20 minutes old: not counted",
+            series(3, 60, lambda i, s: replace(s, log=(("conntrack_full", "", 1200.0),))),
+            (),
+            (),
+        ),
+        Case(
+            "underlay-flapping-holds-the-mtu-fix",
+            "a blackhole while eth0 went down and up twice: report, and the fix is held",
+            series(
+                3,
+                30,
+                lambda i, s: replace(
+                    traffic(i, s),
+                    probe_mtu=1340,
+                    log=(("link_down", "eth0", 200.0), ("link_up", "eth0", 190.0)),
+                ),
+            ),
+            (("mtu-blackhole", "mtu", "1420", "1340", "hold"),),
+            ("mtu-blackhole", "underlay-flapping"),
+        ),
+        Case(
+            "underlay-carrier-changes-between-samples",
+            "no kernel log line, but eth0's carrier changed twice between two snapshots",
+            series(2, 30, lambda i, s: replace(s, carrier_changes=2 * i)),
+            (),
+            ("underlay-flapping",),
         ),
         Case(
             "conntrack-pressure-fires",

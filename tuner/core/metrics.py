@@ -297,6 +297,42 @@ def socket_rcvbuf_at_cap(p: Point, i: WgInterface) -> float | None:
     return float(i.socket.rcvbuf >= 2 * int(cap))
 
 
+def log_count(kind: str, seconds: float) -> HostFn:
+    """Kernel log events of ``kind`` in the last ``seconds`` (None without /dev/kmsg)."""
+
+    def fn(p: Point) -> float | None:
+        if not p.cur.host.log_available:
+            return None
+        since = p.cur.monotonic - seconds
+        return float(sum(1 for e in p.cur.host.log_events if e.kind == kind and e.at >= since))
+
+    return fn
+
+
+FLAP_WINDOW = 600.0
+
+
+def underlay_flaps(p: Point, i: WgInterface) -> float | None:
+    """Link state changes of the interface's underlays: carrier changes since the last
+    snapshot plus link up/down lines in the kernel log of the last 10 minutes."""
+    devices = set(i.underlays)
+    since = p.cur.monotonic - FLAP_WINDOW
+    logged = sum(
+        1
+        for e in p.cur.host.log_events
+        if e.kind in ("link_down", "link_up") and e.device in devices and e.at >= since
+    )
+    carrier = 0
+    if p.prev is not None:
+        old = {link.name: link.counters.carrier_changes for link in p.prev.underlays}
+        carrier = sum(
+            delta(old[link.name], link.counters.carrier_changes)
+            for link in p.cur.underlays
+            if link.name in devices and link.name in old
+        )
+    return float(max(logged, carrier))
+
+
 USER_HZ = 100
 """/proc/PID/task/TID/stat counts in USER_HZ ticks, 100 for userspace on Linux."""
 
@@ -566,6 +602,14 @@ CATALOGUE: dict[str, Metric] = {
             iface=socket_rcvbuf_at_cap,
         ),
         Metric(
+            "iface.underlay_flaps",
+            "interface",
+            "count",
+            "link up/down changes of its underlays: carrier changes since the last snapshot, "
+            "or link lines in the kernel log of the last 10 minutes, whichever is more",
+            iface=underlay_flaps,
+        ),
+        Metric(
             "iface.process_cores",
             "interface",
             "cores",
@@ -682,6 +726,20 @@ CATALOGUE: dict[str, Metric] = {
             host=cpu_hot_softirq,
         ),
         Metric("conntrack.fill", "host", "share", "conntrack entries / max", host=conntrack_fill),
+        Metric(
+            "log.conntrack_full_5m",
+            "host",
+            "count",
+            "'nf_conntrack: table full, dropping packet' lines in the last 5 minutes",
+            host=log_count("conntrack_full", 300.0),
+        ),
+        Metric(
+            "log.netfilter_log_5m",
+            "host",
+            "count",
+            "netfilter log-rule lines (IN= OUT= SRC= DST=) in the last 5 minutes",
+            host=log_count("netfilter_log", 300.0),
+        ),
         Metric(
             "host.ip_forward",
             "host",

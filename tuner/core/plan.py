@@ -141,8 +141,29 @@ def propose(
     return out
 
 
+FLAPPING = 2
+"""Underlay state changes (iface.underlay_flaps) from which no change goes near the path."""
+
+
+def flapping_paths(history: Sequence[Snapshot]) -> dict[str, str]:
+    """Interfaces and underlay links whose underlay is flapping, with why. Tuning cannot
+    fix a flapping link, and a verification window over one judges noise."""
+    snapshot = history[-1]
+    point = Point(history[-2] if len(history) > 1 else None, snapshot)
+    out: dict[str, str] = {}
+    for iface in snapshot.interfaces:
+        flaps = value("iface.underlay_flaps", point, iface, None) or 0.0
+        if flaps >= FLAPPING:
+            links = ",".join(iface.underlays)
+            why = f"underlay {links} of {iface.name} flapping ({flaps:.0f} changes)"
+            for name in (iface.name, *iface.underlays):
+                out[name] = why
+    return out
+
+
 def plan(history: Sequence[Snapshot], policies: Sequence[Policy], ctx: PlanContext) -> Plan:
     snapshot = history[-1]
+    flapping = flapping_paths(history)
     findings = evaluate(history, policies)
     proposals = propose(findings, history, policies, ctx.assume)
     # One change per target: highest priority first, then policy name; merge the same
@@ -165,6 +186,8 @@ def plan(history: Sequence[Snapshot], policies: Sequence[Policy], ctx: PlanConte
             )
         elif after is None:
             verdict = Verdict(Decision.HOLD, "evidence", "no value could be derived")
+        elif target.name.split("/", 1)[0] in flapping:
+            verdict = Verdict(Decision.HOLD, "flapping", flapping[target.name.split("/", 1)[0]])
         else:
             verdict = judge(
                 Candidate(policy, target, before, after, admitted, by_policy.get(policy.name, 0)),

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from tuner.files import write_atomic
 from tuner.model.snapshot import Link, Snapshot
+from tuner.observe.logs import KINDS as LOG_KINDS
 
 USER_HZ = 100
 """/proc/stat counts in USER_HZ ticks, which Linux fixes at 100 for userspace."""
@@ -154,6 +155,15 @@ class SnapshotCollector(Collector):
     @staticmethod
     def _host(snap: Snapshot) -> Iterator[Metric]:
         host = snap.host
+        if host.log_available:
+            events = CounterMetricFamily(
+                "wg_tuner_log_events",
+                "Kernel log lines of each kind wg-tuner classifies, since it started",
+                labels=["kind"],
+            )
+            for kind in LOG_KINDS:
+                events.add_metric([kind], host.log_counts.get(kind, 0))
+            yield events
         counters = CounterMetricFamily(
             "wg_tuner_snmp_counter",
             "Selected /proc/net/snmp and netstat counters",

@@ -181,6 +181,17 @@ class Knobs:
 
 
 @dataclass(frozen=True, slots=True)
+class LogEvent:
+    """A kernel log line of a kind wg-tuner counts (tuner/observe/logs.py)."""
+
+    kind: str
+    device: str
+    """The link the line names, or ""."""
+    at: float
+    """CLOCK_MONOTONIC seconds (the Snapshot's ``monotonic`` clock)."""
+
+
+@dataclass(frozen=True, slots=True)
 class HostCounters:
     snmp: Mapping[str, Mapping[str, int]] = field(default_factory=frozen_map)
     """/proc/net/snmp: protocol (Ip, Icmp, Udp, ...) -> counter -> value."""
@@ -190,6 +201,12 @@ class HostCounters:
     cpus: tuple[CpuTimes, ...] = ()
     interrupts: tuple[Interrupt, ...] = ()
     conntrack: Conntrack | None = None
+    log_events: tuple[LogEvent, ...] = ()
+    """Classified kernel log events of the last 10 minutes (empty without /dev/kmsg)."""
+    log_counts: Mapping[str, int] = field(default_factory=frozen_map)
+    """Events per kind since this observer started (the exported counters)."""
+    log_available: bool = False
+    """Whether the kernel log could be read (no /dev/kmsg in most containers)."""
 
 
 @dataclass(frozen=True, slots=True)

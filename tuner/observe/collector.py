@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from tuner.adapters.kmsg import Kmsg
 from tuner.adapters.netlink import Netlink
 from tuner.adapters.nft import Nft
 from tuner.adapters.uapi import UapiClient
@@ -21,6 +22,7 @@ from tuner.model.snapshot import (
 )
 from tuner.observe import peer_names, procfs
 from tuner.observe.knobs import read_knobs
+from tuner.observe.logs import RECENT, LogWatch
 from tuner.observe.paths import HostPaths
 from tuner.observe.sockets import UdpSockets
 from tuner.observe.wireguard import WireGuardReader
@@ -50,6 +52,7 @@ class Observer:
         nft: Nft | None = None,
         wireguard: WireGuardReader | None = None,
         sockets: UdpSockets | None = None,
+        logs: LogWatch | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -59,6 +62,10 @@ class Observer:
         self.nft = nft
         self.wireguard = wireguard or WireGuardReader(self.uapi, link_exists=self._link_exists)
         self.sockets = sockets or UdpSockets(self.paths)
+        # The kernel log is the live host's: a test's fake tree has none.
+        self.logs = logs or LogWatch(
+            Kmsg(str(self.paths.root / "dev/kmsg"), lookback=RECENT, monotonic=monotonic)
+        )
         self.clock = clock
         self.monotonic = monotonic
         self._endpoint_hosts: dict[str, str] = {}
@@ -125,6 +132,7 @@ class Observer:
         underlays: tuple[Link, ...] = tuple(link for link in links if link.name in underlay_names)
         devices = sorted(underlay_names)
         knobs, knob_notes = read_knobs(self.paths, devices, self.nft)
+        events, counts = self.logs.poll(monotonic)
         host = HostCounters(
             snmp=procfs.read_snmp(self.paths),
             netstat=procfs.read_netstat(self.paths),
@@ -132,6 +140,9 @@ class Observer:
             cpus=procfs.read_cpus(self.paths),
             interrupts=procfs.read_interrupts(self.paths, devices),
             conntrack=procfs.read_conntrack(self.paths),
+            log_events=events,
+            log_counts=frozen_map(counts),
+            log_available=self.logs.available,
         )
         return Snapshot(
             taken_at=taken_at,

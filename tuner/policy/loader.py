@@ -218,7 +218,7 @@ class _Marked(yaml.Node):
 
 
 def _metric(ctx: Ctx, node: yaml.Node, scope: Scope) -> str | None:
-    name = ctx.token(node, re.compile(r"[a-z_.]{1,64}"), "metric")
+    name = ctx.token(node, re.compile(r"[a-z][a-z0-9_.]{0,63}"), "metric")
     if name is None:
         return None
     metric = CATALOGUE.get(name)
