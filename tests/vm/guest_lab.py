@@ -10,9 +10,11 @@ namespace, with its real state directory, journal and revert guard.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.vm.guest_kernel import REPORT, check
+from tuner.errors import LabError
 from tuner.lab.lab import Lab
 
 LAB = Lab("vmk", Path("/run/wg-tuner-lab"), impl="kernel")
@@ -130,6 +133,19 @@ def nat_in_the_initial_namespace(flows: int) -> None:
         "    s.close()\n"
     )
     subprocess.run(["ip", "netns", "exec", "ctc", sys.executable, "-S", "-c", sender], check=True)
+
+
+def tuner_json(*args: str) -> Any:
+    """A wg-tuner command in the VM's initial namespace, its stdout parsed as JSON."""
+    proc = subprocess.run(
+        [sys.executable, "-S", "-m", "tuner", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
 
 
 def nat_removed() -> None:
@@ -278,9 +294,59 @@ def main() -> int:
             assert (raised, restored) == ("400", "200"), (raised, restored)
             return {"count": count, "raised": raised, "restored": restored}
 
+        @check("kernel_log_events_are_seen_and_drive_conntrack_pressure")
+        def kernel_log() -> dict[str, Any]:
+            """Real kernel messages of the VM's own kernel: a full conntrack table, a
+            netfilter log rule hit and a veth going down and up."""
+            for module in ("nf_conntrack", "nf_log_syslog"):
+                subprocess.run(["modprobe", module], check=True)
+            saved = {key: sysctl(key) for key in CT_KEYS}
+            state = Path("/run/wgt-log")
+            log_rule = (
+                "table ip wgt_log {\n chain in {\n type filter hook input priority 0;\n"
+                ' udp dport 9 log prefix "wgt-drop: " drop\n }\n}\n'
+            )
+            try:
+                sysctl("net.netfilter.nf_conntrack_udp_timeout", "300")
+                sysctl("net.netfilter.nf_conntrack_max", "40")
+                subprocess.run(["nft", "-f", "-"], input=log_rule, text=True, check=True)
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.sendto(b"x", ("127.0.0.1", 9))  # before the table fills: it would drop
+                nat_in_the_initial_namespace(80)  # 40 more flows than the table holds
+                subprocess.run(["ip", "link", "add", "wgtlog0", "type", "veth", "peer", "wgtlog1"],
+                               check=True)  # fmt: skip
+                for state_ in ("up", "down", "up"):
+                    for dev in ("wgtlog0", "wgtlog1"):
+                        subprocess.run(["ip", "link", "set", dev, state_], check=True)
+                    time.sleep(0.3)
+                time.sleep(1.0)
+                common = ("--state-dir", str(state), "--log-format", "json")
+                status = tuner_json("status", "--format", "json", "--sample", "0", *common)
+                planned = tuner_json(
+                    "plan", "--format", "json", "--sample", "0.5", "--probe-max", "0",
+                    "--policies", POLICIES, *common,
+                )  # fmt: skip
+            finally:
+                subprocess.run(["ip", "link", "del", "wgtlog0"], check=False)
+                subprocess.run(["nft", "delete", "table", "ip", "wgt_log"], check=False)
+                nat_removed()
+                for key, value in saved.items():
+                    sysctl(key, value)
+            host = status["host"]
+            counts = host["log_counts"]
+            assert host["log_available"] and counts.get("conntrack_full", 0) >= 1, counts
+            assert counts.get("netfilter_log", 0) >= 1, counts
+            veth = [e for e in host["log_events"] if e["device"] in ("wgtlog0", "wgtlog1")]
+            assert any(e["kind"] == "link_up" for e in veth), host["log_events"]
+            (finding,) = [f for f in planned["findings"] if f["policy"] == "conntrack-pressure"]
+            evidence = {e["metric"]: e["value"] for e in finding["evidence"]}
+            assert evidence.get("log.conntrack_full_5m", 0) >= 1, evidence
+            return {"counts": counts, "veth_events": len(veth), "evidence": evidence}
+
     finally:
         try:
-            LAB.fault("mtu-blackhole", False)
+            with contextlib.suppress(LabError):  # a lab that never came up has no fault
+                LAB.fault("mtu-blackhole", False)
         finally:
             LAB.down()
     print(json.dumps(REPORT))

@@ -8,6 +8,7 @@ of them. A missing kernel, QEMU or virtme-ng fails the module, never skips it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -29,6 +30,12 @@ def report() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     data["_vm"] = {"seconds": round(result.seconds, 1)}
     return data
+
+
+def only_env() -> dict[str, str] | None:
+    """WGT_VM_ONLY passed on to the guest (a developer's shortcut, see guest_kernel)."""
+    only = os.environ.get("WGT_VM_ONLY")
+    return {"WGT_VM_ONLY": only} if only else None
 
 
 def passed(report: dict[str, Any], name: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import REPO, require_privileges
 from tests.reliability import FigureFn
-from tests.vm.test_vm_kernel import passed
+from tests.vm.test_vm_kernel import only_env, passed
 from tuner.lab.vm import Vm
 
 pytestmark = pytest.mark.vm
@@ -26,7 +26,9 @@ pytestmark = pytest.mark.vm
 def report() -> dict[str, Any]:
     require_privileges()
     vm = Vm(queues=0, bundle_extra=((REPO, "tests/__init__.py"), (REPO, "tests/vm")))
-    result = vm.run([sys.executable, "-S", "-m", "tests.vm.guest_lab", str(REPO / "policies")])
+    result = vm.run(
+        [sys.executable, "-S", "-m", "tests.vm.guest_lab", str(REPO / "policies")], env=only_env()
+    )
     assert result.rc == 0, result.stderr[-3000:] or result.console[-3000:]
     data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     data["_vm"] = {"seconds": round(result.seconds, 1)}
@@ -90,3 +92,16 @@ def test_a_nat_filling_conntrack_raises_its_max_in_the_initial_namespace(
 ) -> None:
     entry = passed(report, "conntrack_max_raised_and_restored_when_a_nat_fills_it")
     assert entry["count"] >= 181 and (entry["raised"], entry["restored"]) == ("400", "200")
+
+
+def test_kernel_log_events_are_seen_and_drive_conntrack_pressure(
+    report: dict[str, Any], figure: FigureFn
+) -> None:
+    entry = passed(report, "kernel_log_events_are_seen_and_drive_conntrack_pressure")
+    assert entry["counts"]["conntrack_full"] >= 1 and entry["veth_events"] >= 1
+    figure(
+        "Kernel (VM)",
+        "real kernel log lines in the VM (/dev/kmsg): conntrack table full, a netfilter "
+        "log rule, a veth down/up -> events counted; conntrack-pressure fires on the log",
+        ", ".join(f"{k} {v}" for k, v in sorted(entry["counts"].items())),
+    )

@@ -9,7 +9,6 @@ A missing kernel, QEMU, virtme-ng or wheel fails the module, never skips it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import pytest
 
 from tests.conftest import REPO, require_privileges
 from tests.reliability import FigureFn
-from tests.vm.test_vm_kernel import passed
+from tests.vm.test_vm_kernel import only_env, passed
 from tuner.lab.vm import Vm
 
 # One boot runs the playbook twice under emulation (each about 7 minutes).
@@ -59,10 +58,9 @@ def report() -> dict[str, Any]:
             expose=(REPO, wheels),
             bundle_extra=((REPO, "tests/__init__.py"), (REPO, "tests/vm")),
         )
-        only = os.environ.get("WGT_VM_ONLY")  # a developer's shortcut, see guest_kernel
         result = vm.run(
             [sys.executable, "-S", "-m", "tests.vm.guest_systemd", str(REPO), str(wheels)],
-            env={"WGT_VM_ONLY": only} if only else None,
+            env=only_env(),
         )
     assert result.rc == 0, result.stderr[-3000:] or result.console[-3000:]
     data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
