@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,28 @@ def main() -> int:
         fed = int(after["WatchdogTimestampMonotonic"]) - int(before["WatchdogTimestampMonotonic"])
         assert fed > 0 and after["NRestarts"] == "0" and after["ActiveState"] == "active", after
         return {"watchdog_usec": after["WatchdogUSec"], "fed_within_us": fed}
+
+    @check("the_deployed_daemon_reads_the_kernel_log")
+    def kernel_log() -> dict[str, Any]:
+        """Under the unit's sandbox (PrivateDevices, CAP_SYSLOG, /dev/kmsg bound in
+        read-only) the daemon's metrics carry the kernel log's event counters."""
+        deployed()
+
+        def scraped() -> str:
+            with urllib.request.urlopen("http://127.0.0.1:10586/metrics", timeout=10) as r:
+                return str(r.read().decode())
+
+        def ready() -> bool:
+            try:
+                return "wg_tuner_snapshot_timestamp_seconds" in scraped()
+            except OSError:
+                return False  # not listening yet
+
+        wait_for("a scrape", ready, 120)
+        text = scraped()
+        lines = [x for x in text.splitlines() if x.startswith("wg_tuner_log_events_total")]
+        assert lines, text[-2000:] + journal("wg-tuner")
+        return {"series": len(lines)}
 
     @check("second_deploy_changes_nothing")
     def second() -> dict[str, Any]:

@@ -108,5 +108,9 @@ def test_the_watchdog_is_fed(report: dict[str, Any]) -> None:
     assert entry["fed_within_us"] > 0
 
 
+def test_the_deployed_daemon_reads_the_kernel_log(report: dict[str, Any]) -> None:
+    assert passed(report, "the_deployed_daemon_reads_the_kernel_log")["series"] >= 5
+
+
 def test_a_second_deploy_changes_nothing(report: dict[str, Any]) -> None:
     assert passed(report, "second_deploy_changes_nothing")["changed"] == 0
