@@ -74,6 +74,8 @@ class Sample:
     """of the underlay eth0."""
     log: tuple[tuple[str, str, float], ...] = ()
     """kernel log events (kind, device, seconds before the snapshot)."""
+    offloads: tuple[tuple[str, str], ...] = ()
+    """eth0's changeable NIC features, e.g. (("rx-gro", "off"),)."""
     threads: tuple[int, int] = (0, 0)
     """cumulative CPU ticks of wireguard-go's two busiest threads (pid 4242)."""
 
@@ -146,6 +148,7 @@ def snapshot(s: Sample) -> Snapshot:
     knobs = Knobs(
         sysctls=frozen_map({**SYSCTLS, "net.ipv4.ip_forward": s.ip_forward}),
         rps_cpus=frozen_map({"eth0/rx-0": ""}),
+        offloads=frozen_map({f"eth0/{k}": v for k, v in s.offloads}),
     )
     return Snapshot(
         taken,
@@ -447,6 +450,49 @@ def cases() -> list[Case]:
             series(2, 30, lambda i, s: replace(s, carrier_changes=2 * i)),
             (),
             ("underlay-flapping",),
+        ),
+        Case(
+            "offload-gro-on-a-forwarding-host",
+            "a forwarding host whose underlay has GRO off: GRO first",
+            series(
+                2,
+                30,
+                lambda i, s: replace(
+                    traffic(i, s),
+                    ip_forward="1",
+                    offloads=(("rx-gro", "off"), ("rx-udp-gro-forwarding", "off")),
+                ),
+            ),
+            (("gro-forwarding-host", "offload", "off", "on", "admit"),),
+            ("gro-forwarding-host",),
+        ),
+        Case(
+            "offload-udp-gro-forwarding",
+            "GRO on, rx-udp-gro-forwarding at its default off, on a forwarding host",
+            series(
+                2,
+                30,
+                lambda i, s: replace(
+                    traffic(i, s),
+                    ip_forward="1",
+                    offloads=(("rx-gro", "on"), ("rx-udp-gro-forwarding", "off")),
+                ),
+            ),
+            (("udp-gro-forwarding", "offload", "off", "on", "admit"),),
+            ("udp-gro-forwarding",),
+        ),
+        Case(
+            "offload-not-a-forwarding-host",
+            "GRO off on a host that does not forward: left alone",
+            series(
+                2,
+                30,
+                lambda i, s: replace(
+                    traffic(i, s), offloads=(("rx-gro", "off"), ("rx-udp-gro-forwarding", "off"))
+                ),
+            ),
+            (),
+            (),
         ),
         Case(
             "conntrack-pressure-fires",

@@ -167,3 +167,42 @@ def test_mss_iptables_fallback(netns: str) -> None:
     actuate(netns, "mss_clamp", "wg0", "revert", "--absent", *opts)
     actuate(netns, "mss_clamp", "wg1", "revert", "--absent", *opts)
     assert strip_comments(iptables_mangle(netns)) == before
+
+
+def ethtool_k(netns: str, dev: str) -> dict[str, str]:
+    """`ethtool -k DEV` (the binary, independent of wg-tuner's netlink path)."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, "ethtool", "-k", dev],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {
+        k.strip(): v.split()[0]
+        for k, v in (x.split(":", 1) for x in out.splitlines()[1:] if ":" in x)
+    }
+
+
+def test_offload_feature_on_a_veth_exact_revert(netns: str) -> None:
+    args = ("offload", "v0/rx-udp-gro-forwarding")
+    assert ethtool_k(netns, "v0")["rx-udp-gro-forwarding"] == "off"  # the kernel's default
+    assert actuate(netns, *args, "check")["check"] is None
+    assert actuate(netns, *args, "read")["value"] == "off"
+    applied = actuate(netns, *args, "apply", "on")
+    assert applied == {"changed": True, "value": "on"}, applied
+    assert ethtool_k(netns, "v0")["rx-udp-gro-forwarding"] == "on"
+    assert actuate(netns, *args, "apply", "on")["changed"] is False  # idempotent
+    assert actuate(netns, *args, "revert", "off")["value"] == "off"
+    assert ethtool_k(netns, "v0")["rx-udp-gro-forwarding"] == "off"
+
+
+def test_a_fixed_or_unknown_offload_feature_is_refused(netns: str) -> None:
+    # lo's receive checksumming is fixed by its driver (`ethtool -k lo`: "on [fixed]").
+    assert ethtool_k(netns, "lo")["rx-checksumming"] == "on"
+    reason = actuate(netns, "offload", "lo/rx-checksum", "check")["check"]
+    assert "fixed" in str(reason), reason
+    refused = actuate(netns, "offload", "lo/rx-checksum", "apply", "off")
+    assert refused.get("error") == "NotApplicable", refused
+    assert ethtool_k(netns, "lo")["rx-checksumming"] == "on"  # nothing changed
+    unknown = actuate(netns, "offload", "v0/rx-no-such-feature", "read")
+    assert unknown.get("error") == "InvalidValue", unknown

@@ -6,9 +6,9 @@ without changing anything, why a target cannot be changed here (the guard holds 
 then). There is no dry-run flag: a dry-run simply never calls ``apply``. Everything
 else about a kind (value type and comparison, bounds, targets, health checks) is its
 declaration in ``tuner.model.kinds``. The actuators: ``mtu.py``, ``keepalive.py``,
-``sysctl.py``, ``irq.py`` (``irq_affinity``: IRQ affinity and RPS/XPS) and ``mss.py``
-(``mss_clamp``, with ``mss_iptables.py`` as its fallback backend); ``registry.py``
-builds one of each.
+``sysctl.py``, ``irq.py`` (``irq_affinity``: IRQ affinity and RPS/XPS), ``mss.py``
+(``mss_clamp``, with ``mss_iptables.py`` as its fallback backend) and ``offload.py``
+(NIC features); ``registry.py`` builds one of each.
 
 Values are strings (``None`` = absent): what ``read`` returns is what ``revert``
 restores.

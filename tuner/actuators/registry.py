@@ -10,7 +10,9 @@ from tuner.actuators.keepalive import GenetlinkWg, KeepaliveActuator, UapiWg, Wg
 from tuner.actuators.mss import MssBackend, MssClampActuator, NftBinary, NftMss
 from tuner.actuators.mss_iptables import IptablesMss
 from tuner.actuators.mtu import MtuActuator, NetlinkLinks
+from tuner.actuators.offload import OffloadActuator
 from tuner.actuators.sysctl import SysctlActuator
+from tuner.adapters.ethtool import EthtoolFeatures
 from tuner.adapters.uapi import UapiClient
 from tuner.observe.paths import HostPaths
 
@@ -44,5 +46,6 @@ def build(paths: HostPaths | None = None) -> dict[str, Actuator]:
         SysctlActuator(paths),
         IrqAffinityActuator(paths),
         MssClampActuator(LazyMss()),
+        OffloadActuator(EthtoolFeatures()),
     )
     return {a.kind: a for a in actuators}

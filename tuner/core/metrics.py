@@ -333,6 +333,23 @@ def underlay_flaps(p: Point, i: WgInterface) -> float | None:
     return float(max(logged, carrier))
 
 
+def underlay_feature_off(feature: str, needs: str | None = None) -> IfaceFn:
+    """1 when an underlay of the interface has ``feature`` off and its driver lets it
+    change (and ``needs`` on, for a feature that depends on another); else 0."""
+
+    def fn(p: Point, i: WgInterface) -> float | None:
+        offloads = p.cur.knobs.offloads
+        return float(
+            any(
+                offloads.get(f"{dev}/{feature}") == "off"
+                and (needs is None or offloads.get(f"{dev}/{needs}") == "on")
+                for dev in i.underlays
+            )
+        )
+
+    return fn
+
+
 USER_HZ = 100
 """/proc/PID/task/TID/stat counts in USER_HZ ticks, 100 for userspace on Linux."""
 
@@ -608,6 +625,20 @@ CATALOGUE: dict[str, Metric] = {
             "link up/down changes of its underlays: carrier changes since the last snapshot, "
             "or link lines in the kernel log of the last 10 minutes, whichever is more",
             iface=underlay_flaps,
+        ),
+        Metric(
+            "iface.underlay_gro_off",
+            "interface",
+            "bool",
+            "1 when an underlay link has GRO (rx-gro) off and its driver can turn it on",
+            iface=underlay_feature_off("rx-gro"),
+        ),
+        Metric(
+            "iface.underlay_udp_gro_forwarding_off",
+            "interface",
+            "bool",
+            "1 when an underlay link has GRO on but rx-udp-gro-forwarding off (its default)",
+            iface=underlay_feature_off("rx-udp-gro-forwarding", needs="rx-gro"),
         ),
         Metric(
             "iface.process_cores",

@@ -17,7 +17,7 @@ from tuner.model.checks import NOT_WORSE, STOPS
 from tuner.model.kinds import KINDS, VALUE_CHECKS
 from tuner.model.probe import round_trip_size
 from tuner.model.rates import delta
-from tuner.model.snapshot import ACTIVE_HANDSHAKE_MAX, Snapshot
+from tuner.model.snapshot import ACTIVE_HANDSHAKE_MAX, LinkCounters, Snapshot
 from tuner.model.target import Target
 from tuner.observe.collector import Observer
 from tuner.observe.probes import SMALL_PACKET, PathProber, tunnel_target
@@ -39,6 +39,14 @@ WORSE_SLACK = 0.5
 """An error rate is "worse" above baseline x 1.5 + 0.5/s (noise must not roll back)."""
 STOP_FACTOR = 0.1
 """A counter has "stopped" below a tenth of its baseline rate + 0.5/s."""
+
+
+LOCAL_RATES = frozenset({"softnet_drops_not_worse", "link_errors_not_worse"})
+"""Rate checks on counters outside /proc/net/snmp."""
+
+
+def _errors(c: LinkCounters) -> int:
+    return c.rx_errors + c.tx_errors + c.rx_dropped + c.tx_dropped
 
 
 class Health:
@@ -121,7 +129,7 @@ class Health:
                     return CheckResult(name, True, "handshakes fresh")
                 got = self._echo(snapshot, iface, SMALL_PACKET, peer)
                 return CheckResult(name, bool(got), f"stale handshake; tunnel reachable: {got}")
-            if name in NOT_WORSE or name in STOPS or name == "softnet_drops_not_worse":
+            if name in NOT_WORSE or name in STOPS or name in LOCAL_RATES:
                 return self._not_worse(name, snapshot, before, baseline)
         except (TunerError, OSError, ValueError) as exc:
             return CheckResult(name, False, f"check failed: {exc}")
@@ -137,6 +145,12 @@ class Health:
         if name == "softnet_drops_not_worse":
             old = {r.cpu: r.dropped for r in before.host.softnet}
             grown = sum(delta(old.get(r.cpu, r.dropped), r.dropped) for r in now.host.softnet)
+        elif name == "link_errors_not_worse":
+            was = {link.name: _errors(link.counters) for link in before.underlays}
+            grown = sum(
+                delta(was.get(link.name, _errors(link.counters)), _errors(link.counters))
+                for link in now.underlays
+            )
         else:
             counters = NOT_WORSE.get(name) or STOPS[name]
             grown = sum(

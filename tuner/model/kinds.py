@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 from tuner.model.checks import HealthCheck
 from tuner.model.cpumask import format_cpu_list, parse_cpu_list
-from tuner.model.knobs import SYSCTL_ALLOWLIST
+from tuner.model.knobs import OFFLOAD_FEATURES, SYSCTL_ALLOWLIST
 from tuner.model.mss import settings_from_canonical
 from tuner.model.policy import Action
 from tuner.model.snapshot import Peer, Snapshot, WgInterface
@@ -143,6 +143,18 @@ MSS = ValueType(
 ALL_CPUS = "all"
 
 
+def _on_off(raw: object, bounds: tuple[int, int] | None) -> str:
+    # YAML 1.1 reads a bare on/off as a boolean: both spellings mean the same.
+    if raw is True or raw in ("on", "true"):
+        return "on"
+    if raw is False or raw in ("off", "false"):
+        return "off"
+    raise BadValue(f"invalid feature state {str(raw)[:20]!r}", "on or off")
+
+
+ON_OFF = ValueType("on/off", _on_off, lambda t: t.strip(), lambda t: t, _schema(enum=["on", "off"]))
+
+
 @dataclass(frozen=True, slots=True)
 class Kind:
     name: str
@@ -221,6 +233,19 @@ def _queue_targets(a: Action, s: Snapshot, i: WgInterface | None, p: Peer | None
     ]
 
 
+def _offload_targets(a: Action, s: Snapshot, i: WgInterface | None, p: Peer | None) -> Current:
+    """The action's feature on each underlay of the interface (every underlay for a host
+    policy); a device whose driver fixes the feature has no entry and no target."""
+    if not a.key:
+        return []
+    devices = sorted(i.underlays) if i else sorted(u.name for u in s.underlays)
+    return [
+        (Target("offload", f"{dev}/{a.key}"), s.knobs.offloads.get(f"{dev}/{a.key}"))
+        for dev in devices
+        if f"{dev}/{a.key}" in s.knobs.offloads
+    ]
+
+
 def _all_cpus(value: str, s: Snapshot) -> str:
     if value != ALL_CPUS:
         return value
@@ -288,9 +313,22 @@ MSS_CLAMP = Kind(
     ("tunnel_reachable",),
     probe_evidence=True,
 )
+OFFLOAD = Kind(
+    "offload",
+    "a NIC offload feature (GRO, UDP GRO forwarding, GSO, TSO, ...) of an underlay link",
+    TargetScope.HOST,
+    ON_OFF,
+    None,
+    _offload_targets,
+    "offload_is",
+    ("link_errors_not_worse", "handshakes_fresh"),
+    needs_key=True,
+    keys=OFFLOAD_FEATURES,
+    absent="fixed or not offered by this device's driver",
+)
 
 KINDS: Mapping[str, Kind] = MappingProxyType(
-    {k.name: k for k in (MTU, KEEPALIVE, SYSCTL, IRQ_AFFINITY, MSS_CLAMP)}
+    {k.name: k for k in (MTU, KEEPALIVE, SYSCTL, IRQ_AFFINITY, MSS_CLAMP, OFFLOAD)}
 )
 """Every kind of change, by name."""
 

@@ -34,3 +34,17 @@ NFT_TABLE = "wg_tuner"
 
 READ_ONLY_SYSCTLS: tuple[str, ...] = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
 """Observed for policy conditions, never written."""
+
+OFFLOAD_FEATURES: tuple[str, ...] = (
+    "rx-gro",
+    "rx-udp-gro-forwarding",
+    "rx-gro-list",
+    "tx-generic-segmentation",
+    "tx-tcp-segmentation",
+    "tx-tcp6-segmentation",
+    "tx-udp-segmentation",
+    "rx-checksum",
+)
+"""NIC features (the kernel's names, as ``ethtool -k`` lists them) a policy may turn on
+or off on an underlay link: GRO, UDP GRO forwarding, GRO lists, GSO, TSO, UDP GSO and
+receive checksumming. Nothing else is read or written."""

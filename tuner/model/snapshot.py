@@ -178,6 +178,9 @@ class Knobs:
     """``DEV/tx-N`` -> normalised CPU list."""
     nft_table: str | None = None
     """wg-tuner's own nftables table as canonical JSON, or None when absent."""
+    offloads: Mapping[str, str] = field(default_factory=frozen_map)
+    """``DEV/feature`` -> ``on``/``off`` for the allowlisted NIC features an underlay's
+    driver lets change (fixed ones are absent)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
+from tuner.adapters.ethtool import EthtoolFeatures, FeaturePort
 from tuner.adapters.kmsg import Kmsg
 from tuner.adapters.netlink import Netlink
 from tuner.adapters.nft import Nft
@@ -53,6 +55,7 @@ class Observer:
         wireguard: WireGuardReader | None = None,
         sockets: UdpSockets | None = None,
         logs: LogWatch | None = None,
+        features: FeaturePort | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -62,6 +65,9 @@ class Observer:
         self.nft = nft
         self.wireguard = wireguard or WireGuardReader(self.uapi, link_exists=self._link_exists)
         self.sockets = sockets or UdpSockets(self.paths)
+        # NIC features are the live host's: a test's fake tree has none unless given.
+        live = self.paths.root == Path("/")
+        self.features = features if features is not None else (EthtoolFeatures() if live else None)
         # The kernel log is the live host's: a test's fake tree has none.
         self.logs = logs or LogWatch(
             Kmsg(str(self.paths.root / "dev/kmsg"), lookback=RECENT, monotonic=monotonic)
@@ -131,7 +137,7 @@ class Observer:
             )
         underlays: tuple[Link, ...] = tuple(link for link in links if link.name in underlay_names)
         devices = sorted(underlay_names)
-        knobs, knob_notes = read_knobs(self.paths, devices, self.nft)
+        knobs, knob_notes = read_knobs(self.paths, devices, self.nft, self.features)
         events, counts = self.logs.poll(monotonic)
         host = HostCounters(
             snmp=procfs.read_snmp(self.paths),

@@ -1,13 +1,15 @@
-"""Current values of the knobs wg-tuner may change: sysctls, RPS/XPS masks, its nft table."""
+"""Current values of the knobs wg-tuner may change: sysctls, RPS/XPS masks, its nft table,
+the underlays' NIC offload features."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tuner.adapters.ethtool import FeaturePort
 from tuner.adapters.nft import Nft
 from tuner.errors import ObserveError
 from tuner.model.cpumask import normalise_mask
-from tuner.model.knobs import READ_ONLY_SYSCTLS, SYSCTL_ALLOWLIST
+from tuner.model.knobs import OFFLOAD_FEATURES, READ_ONLY_SYSCTLS, SYSCTL_ALLOWLIST
 from tuner.model.snapshot import Knobs, frozen_map
 from tuner.observe.paths import HostPaths
 from tuner.observe.procfs import read_sysctl
@@ -38,10 +40,32 @@ def read_queue_masks(
     return rps, xps
 
 
+def read_offloads(
+    features: FeaturePort, devices: Iterable[str], notes: list[str]
+) -> dict[str, str]:
+    """The allowlisted features each device's driver lets change, as on/off."""
+    out: dict[str, str] = {}
+    for dev in devices:
+        try:
+            got = features.features(dev)
+        except ObserveError as exc:
+            notes.append(str(exc))
+            continue
+        for name in OFFLOAD_FEATURES:
+            enabled, changeable = got.get(name, (False, False))
+            if changeable:
+                out[f"{dev}/{name}"] = "on" if enabled else "off"
+    return out
+
+
 def read_knobs(
-    paths: HostPaths, devices: Iterable[str], nft: Nft | None
+    paths: HostPaths,
+    devices: Iterable[str],
+    nft: Nft | None,
+    features: FeaturePort | None = None,
 ) -> tuple[Knobs, tuple[str, ...]]:
     notes: list[str] = []
+    devices = list(devices)
     sysctls = {key: read_sysctl(paths, key) for key in SYSCTL_ALLOWLIST + READ_ONLY_SYSCTLS}
     rps, xps = read_queue_masks(paths, devices)
     table: str | None = None
@@ -52,4 +76,8 @@ def read_knobs(
             notes.append(str(exc))
     elif nft is not None:
         notes.append("nft is not installed: MSS clamping state unknown")
-    return Knobs(frozen_map(sysctls), frozen_map(rps), frozen_map(xps), table), tuple(notes)
+    offloads = read_offloads(features, devices, notes) if features is not None else {}
+    knobs = Knobs(
+        frozen_map(sysctls), frozen_map(rps), frozen_map(xps), table, frozen_map(offloads)
+    )
+    return knobs, tuple(notes)
