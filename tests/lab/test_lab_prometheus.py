@@ -11,6 +11,7 @@ peer with a key nobody has and an endpoint nobody answers, with traffic routed t
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import secrets
@@ -20,10 +21,9 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.conftest import REPO, require_privileges
 from tests.lab.test_lab_daemon import FAST, daemon
@@ -82,8 +82,8 @@ def dashboard_queries() -> list[str]:
     return found
 
 
-@pytest.fixture
-def never_handshaking_peer(lab: Lab) -> Any:
+@contextlib.contextmanager
+def never_handshaking_peer(lab: Lab) -> Iterator[str]:
     """A peer on a's interface that never answers, and traffic for it."""
     a = lab.topo.a
     key = base64.b64encode(secrets.token_bytes(32)).decode()
@@ -113,7 +113,7 @@ def never_handshaking_peer(lab: Lab) -> Any:
 
 
 def test_prometheus_fires_the_shipped_alerts_and_answers_the_dashboard(
-    lab: Lab, tmp_path: Path, never_handshaking_peer: str, figure: FigureFn
+    lab: Lab, tmp_path: Path, figure: FigureFn
 ) -> None:
     require_privileges()
     prometheus = shutil.which("prometheus")
@@ -145,23 +145,33 @@ def test_prometheus_fires_the_shipped_alerts_and_answers_the_dashboard(
             stderr=err,
         )
         try:
-            began = time.monotonic()
             up = wait(
                 "the scrape target to be up",
                 lambda: [t for t in _targets(lab) if t["health"] == "up"],
                 90,
             )
-            firing = wait(
-                "WireGuardPeerNeverHandshaked to fire",
-                lambda: [
-                    a
-                    for a in api(lab, "alerts")["alerts"]
-                    if a["labels"]["alertname"] == "WireGuardPeerNeverHandshaked"
-                    and a["state"] == "firing"
-                ],
-                120,
-            )
-            fired_after = time.monotonic() - began
+            # The healthy lab first: 15 s of 1 s evaluations (each for: is 2 s), nothing.
+            time.sleep(15)
+            # CpuCoreSaturated is about the machine, and the machine is busy running
+            # this suite (or make test-stress's hogs): when it fires, it is right.
+            healthy = [
+                a
+                for a in api(lab, "alerts")["alerts"]
+                if a["state"] == "firing" and a["labels"]["alertname"] != "CpuCoreSaturated"
+            ]
+            with never_handshaking_peer(lab) as key:
+                fault_at = time.monotonic()
+                firing = wait(
+                    "WireGuardPeerNeverHandshaked to fire",
+                    lambda: [
+                        a
+                        for a in api(lab, "alerts")["alerts"]
+                        if a["labels"]["alertname"] == "WireGuardPeerNeverHandshaked"
+                        and a["state"] == "firing"
+                    ],
+                    120,
+                )
+            fired_after = time.monotonic() - fault_at
             answered = {}
             for expr in dashboard_queries():
                 result = api(lab, "query", query=expr.replace("$instance", ".*"))
@@ -170,8 +180,9 @@ def test_prometheus_fires_the_shipped_alerts_and_answers_the_dashboard(
         finally:
             server.terminate()
             server.wait(timeout=30)
+    assert healthy == [], healthy
     (alert,) = firing
-    assert alert["labels"]["public_key"] == never_handshaking_peer
+    assert alert["labels"]["public_key"] == key
     assert alert["labels"]["interface"] == lab.topo.a.wg
     assert alert["annotations"]["runbook_url"] == "docs/operations.md#peer-never-handshaked"
     assert up[0]["labels"]["instance"] == "lab-a"

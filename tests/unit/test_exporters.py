@@ -109,3 +109,36 @@ def test_friendly_names_from_a_config_reach_metrics_status_and_json(tmp_path: Pa
     peers = snapshot_to_data(snap)["interfaces"][0]["peers"]
     assert [p["friendly_name"] for p in peers].count("alice-phone") == 1
     assert PRIVATE_HEX not in text and PSK_HEX not in text
+
+
+def test_probe_series_stay_between_probing_cycles_and_go_with_their_peer() -> None:
+    from dataclasses import replace as with_
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tests.golden.cases import KEY, Sample, snapshot
+    from tuner.exporters.controller_metrics import ControllerState, LiveSnapshotCollector
+    from tuner.model.probe import Reachability
+
+    state = ControllerState()
+    registry = CollectorRegistry()
+    registry.register(LiveSnapshotCollector(state))
+
+    def cycle(snap: Snapshot) -> str:
+        state.snapshot = snap
+        state.remember_probes(snap)
+        return generate_latest(registry).decode()
+
+    probed = snapshot(Sample(t=0.0, probe_mtu=1340))
+    probed = with_(probed, reachability=(Reachability("wg0", KEY, "192.0.2.2", 3, 2, 12.5, 0.0),))
+    first = cycle(probed)
+    labels = f'{{interface="wg0",public_key="{KEY}"}}'
+    assert f"wg_tuner_probe_path_mtu_bytes{labels} 1340.0" in first
+    assert f"wg_tuner_peer_rtt_seconds{labels} 0.0125" in first
+    assert f"wg_tuner_peer_echo_loss_ratio{labels} 0.3333333333333333" in first
+    # A cycle that did not probe keeps the newest result: no gap in the series.
+    assert f"wg_tuner_probe_path_mtu_bytes{labels} 1340.0" in cycle(snapshot(Sample(t=10.0)))
+    # The peer is removed from the interface: its probe series go too.
+    gone = snapshot(Sample(t=20.0))
+    gone = with_(gone, interfaces=tuple(with_(i, peers=()) for i in gone.interfaces))
+    assert "wg_tuner_probe_path_mtu_bytes{" not in cycle(gone)

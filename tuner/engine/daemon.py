@@ -141,6 +141,7 @@ class Daemon:
         snapshot = self.planner.probed(self.planner.observer.observe(), prev, policies)
         self._remember(snapshot)
         self.state.snapshot = snapshot
+        self.state.remember_probes(snapshot)
         if self.enforce:
             self._count(self.executor.advance(policies, snapshot, prev))
             self.state.drifts += len(self.executor.detect_drift())

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tuner.model.probe import MtuProbe, Reachability
 from tuner.model.snapshot import Snapshot
 
 
@@ -32,6 +33,20 @@ class ControllerState:
     policy_errors: int = 0
     mode_enforce: bool = False
     snapshot: Snapshot | None = None
+    last_probes: dict[tuple[str, str], MtuProbe] = field(default_factory=dict)
+    """The newest path-MTU probe of each peer (probes run only some cycles; their series
+    must not come and go with them)."""
+    last_reach: dict[tuple[str, str], Reachability] = field(default_factory=dict)
+
+    def remember_probes(self, snapshot: Snapshot) -> None:
+        for probe in snapshot.probes:
+            self.last_probes[(probe.interface, probe.peer)] = probe
+        for reach in snapshot.reachability:
+            self.last_reach[(reach.interface, reach.peer)] = reach
+        present = {(i.name, p.public_key) for i in snapshot.interfaces for p in i.peers}
+        for memo in (self.last_probes, self.last_reach):
+            for key in [k for k in memo if k not in present]:
+                del memo[key]  # a removed peer's series go with it
 
 
 class ControllerCollector(Collector):
@@ -115,4 +130,8 @@ class LiveSnapshotCollector(Collector):
         from tuner.exporters.metrics import SnapshotCollector
 
         if self.state.snapshot is not None:
-            yield from SnapshotCollector(self.state.snapshot).collect()
+            yield from SnapshotCollector(
+                self.state.snapshot,
+                probes=tuple(self.state.last_probes.values()),
+                reachability=tuple(self.state.last_reach.values()),
+            ).collect()

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tuner.files import write_atomic
+from tuner.model.probe import MtuProbe, Reachability
 from tuner.model.snapshot import Link, Snapshot
 from tuner.observe.logs import KINDS as LOG_KINDS
 
@@ -35,12 +36,22 @@ SNMP_COUNTERS: dict[str, tuple[str, ...]] = {
 
 
 class SnapshotCollector(Collector):
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        probes: tuple[MtuProbe, ...] | None = None,
+        reachability: tuple[Reachability, ...] | None = None,
+    ) -> None:
+        """``probes``/``reachability``: the newest of each peer (the daemon's memory);
+        None: the snapshot's own."""
         self.snapshot = snapshot
+        self.probes = snapshot.probes if probes is None else probes
+        self.reachability = snapshot.reachability if reachability is None else reachability
 
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot
         yield from self._peers(snap)
+        yield from self._probes()
         yield from self._links(snap)
         yield from self._host(snap)
 
@@ -120,6 +131,36 @@ class SnapshotCollector(Collector):
                 keepalive.add_metric([iface.name, peer.public_key], peer.persistent_keepalive)
         yield from (sent, received, handshake, keepalive, info, mtu, peers)
         yield from (sock_drops, sock_rcvbuf, sock_sndbuf, cpu, hot)
+
+    def _probes(self) -> Iterator[Metric]:
+        labels = ["interface", "public_key"]
+        mtu = GaugeMetricFamily(
+            "wg_tuner_probe_path_mtu_bytes",
+            "Largest tunnel MTU the newest path-MTU probe of the peer passed",
+            labels=labels,
+        )
+        at = GaugeMetricFamily(
+            "wg_tuner_probe_timestamp_seconds", "Unix time of that probe", labels=labels
+        )
+        rtt = GaugeMetricFamily(
+            "wg_tuner_peer_rtt_seconds",
+            "Median round-trip time of small echoes through the tunnel",
+            labels=labels,
+        )
+        loss = GaugeMetricFamily(
+            "wg_tuner_peer_echo_loss_ratio",
+            "Share of those echoes that got no reply",
+            labels=labels,
+        )
+        for probe in self.probes:
+            at.add_metric([probe.interface, probe.peer], probe.at)
+            if probe.tunnel_mtu is not None:
+                mtu.add_metric([probe.interface, probe.peer], probe.tunnel_mtu)
+        for reach in self.reachability:
+            loss.add_metric([reach.interface, reach.peer], reach.loss)
+            if reach.rtt_ms is not None:
+                rtt.add_metric([reach.interface, reach.peer], reach.rtt_ms / 1000)
+        yield from (mtu, at, rtt, loss)
 
     @staticmethod
     def _links(snap: Snapshot) -> Iterator[Metric]:
