@@ -36,7 +36,13 @@ from tuner.exporters.controller_metrics import (
     ControllerState,
     LiveSnapshotCollector,
 )
-from tuner.exporters.metrics import render, write_registry_textfile, write_textfile
+from tuner.exporters.metrics import (
+    PEER_NAMES,
+    PWE,
+    render,
+    write_registry_textfile,
+    write_textfile,
+)
 from tuner.exporters.snapshot_json import snapshot_to_data
 from tuner.exporters.status import render_text
 from tuner.journal.journal import FREEZE_CLEARED, OPEN_STATES, Cause, Journal, fold
@@ -147,10 +153,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     require_root("wg-tuner metrics")
     snapshot = _observer().observe()
     if args.textfile:
-        write_textfile(snapshot, args.textfile)
+        write_textfile(snapshot, args.textfile, args.peer_metric_names)
         log.info("metrics.written", path=str(args.textfile))
     else:
-        sys.stdout.write(render(snapshot))
+        sys.stdout.write(render(snapshot, args.peer_metric_names))
     return EXIT_OK
 
 
@@ -532,7 +538,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         state = ControllerState()
         registry_ = CollectorRegistry(auto_describe=False)
-        registry_.register(LiveSnapshotCollector(state))
+        registry_.register(LiveSnapshotCollector(state, args.peer_metric_names))
         registry_.register(ControllerCollector(state))
         if listen is not None:
             try:
@@ -660,6 +666,14 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
 
     metrics = add("metrics", "print Prometheus metrics or write a textfile", cmd_metrics)
     metrics.add_argument(
+        "--peer-metric-names",
+        choices=PEER_NAMES,
+        default=PWE,
+        help="per-peer series named as prometheus_wireguard_exporter does (default; the "
+        "shipped rules and dashboard use them), as wireguard_exporter does (device label, "
+        "_info series), or both",
+    )
+    metrics.add_argument(
         "--textfile",
         type=Path,
         metavar="PATH",
@@ -720,6 +734,14 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         help="probe at most N peers per round (default 64)",
     )
     run = add("run", "reconcile continuously (daemon)", cmd_run)
+    run.add_argument(
+        "--peer-metric-names",
+        choices=PEER_NAMES,
+        default=PWE,
+        help="per-peer series named as prometheus_wireguard_exporter does (default; the "
+        "shipped rules and dashboard use them), as wireguard_exporter does (device label, "
+        "_info series), or both",
+    )
     run.add_argument(
         "--interval",
         type=float,

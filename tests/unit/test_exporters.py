@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -142,3 +143,39 @@ def test_probe_series_stay_between_probing_cycles_and_go_with_their_peer() -> No
     gone = snapshot(Sample(t=20.0))
     gone = with_(gone, interfaces=tuple(with_(i, peers=()) for i in gone.interfaces))
     assert "wg_tuner_probe_path_mtu_bytes{" not in cycle(gone)
+
+
+def test_wireguard_exporter_names_and_labels_as_it_writes_them() -> None:
+    """mdlayher/wireguard_exporter's series (device + public_key on every peer series,
+    its _info metrics), so its public dashboards work on wg-tuner unchanged."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.golden.cases import KEY, Sample, snapshot
+    from tuner.exporters.metrics import render
+
+    snap = snapshot(Sample(t=0.0, rx=500, tx=700))
+
+    def families(text: str) -> dict[str, Any]:
+        return {f.name: f for f in text_string_to_metric_families(text)}
+
+    ours = families(render(snap, "wireguard_exporter"))
+    assert "wireguard_sent_bytes" not in ours  # MindFlavor's names are off in this mode
+    (rx,) = ours["wireguard_peer_receive_bytes"].samples
+    assert (rx.name, rx.labels, rx.value) == (
+        "wireguard_peer_receive_bytes_total",
+        {"device": "wg0", "public_key": KEY},
+        500.0,
+    )
+    assert ours["wireguard_peer_transmit_bytes"].samples[0].value == 700.0
+    (info,) = ours["wireguard_peer_info"].samples
+    assert set(info.labels) == {"device", "public_key", "allowed_ips", "endpoint", "name"}
+    assert info.labels["endpoint"] == "203.0.113.2:51820"
+    assert set(ours["wireguard_device_info"].samples[0].labels) == {"device", "public_key"}
+    assert set(ours["wireguard_peer_last_handshake_seconds"].samples[0].labels) == {
+        "device",
+        "public_key",
+    }
+    both = families(render(snap, "both"))
+    assert "wireguard_sent_bytes" in both and "wireguard_peer_transmit_bytes" in both
+    default = families(render(snap))
+    assert "wireguard_sent_bytes" in default and "wireguard_peer_info" not in default

@@ -123,8 +123,11 @@ class ControllerCollector(Collector):
 class LiveSnapshotCollector(Collector):
     """The peer and host series of the newest snapshot the daemon took."""
 
-    def __init__(self, state: ControllerState) -> None:
+    def __init__(
+        self, state: ControllerState, peer_names: str = "prometheus_wireguard_exporter"
+    ) -> None:
         self.state = state
+        self.peer_names = peer_names
 
     def collect(self) -> Iterator[Metric]:
         from tuner.exporters.metrics import SnapshotCollector
@@ -134,4 +137,5 @@ class LiveSnapshotCollector(Collector):
                 self.state.snapshot,
                 probes=tuple(self.state.last_probes.values()),
                 reachability=tuple(self.state.last_reach.values()),
+                peer_names=self.peer_names,
             ).collect()

@@ -7,6 +7,7 @@ secret: the Snapshot has none to give.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -35,28 +36,96 @@ SNMP_COUNTERS: dict[str, tuple[str, ...]] = {
 """The curated counters exported (the full tables are in ``status --format json``)."""
 
 
+PWE = "prometheus_wireguard_exporter"
+WE = "wireguard_exporter"
+PEER_NAMES = (PWE, WE, "both")
+"""Whose metric names and labels the per-peer WireGuard series use: MindFlavor's
+prometheus_wireguard_exporter (``wireguard_sent_bytes_total{interface,...}``, the
+default, what the shipped rules and dashboard query), mdlayher's wireguard_exporter
+(``wireguard_peer_transmit_bytes_total{device,public_key}`` and its ``_info`` series), or
+both while dashboards move."""
+
+
+def _sorted_ips(ips: Iterable[str]) -> str:
+    """wireguard_exporter's order: family, then prefix length, then address."""
+
+    def key(text: str) -> tuple[int, int, int]:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            return (9, 0, 0)
+        return (net.version, net.prefixlen, int(net.network_address))
+
+    return ",".join(sorted(ips, key=key))
+
+
 class SnapshotCollector(Collector):
     def __init__(
         self,
         snapshot: Snapshot,
         probes: tuple[MtuProbe, ...] | None = None,
         reachability: tuple[Reachability, ...] | None = None,
+        peer_names: str = PWE,
     ) -> None:
         """``probes``/``reachability``: the newest of each peer (the daemon's memory);
-        None: the snapshot's own."""
+        None: the snapshot's own. ``peer_names``: one of ``PEER_NAMES``."""
+        if peer_names not in PEER_NAMES:
+            raise ValueError(f"peer metric names {peer_names!r}: one of {', '.join(PEER_NAMES)}")
+        self.peer_names = peer_names
         self.snapshot = snapshot
         self.probes = snapshot.probes if probes is None else probes
         self.reachability = snapshot.reachability if reachability is None else reachability
 
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot
-        yield from self._peers(snap)
+        yield from self._peers(snap, mindflavor=self.peer_names != WE)
+        if self.peer_names != PWE:
+            yield from self._wireguard_exporter(snap)
         yield from self._probes()
         yield from self._links(snap)
         yield from self._host(snap)
 
     @staticmethod
-    def _peers(snap: Snapshot) -> Iterator[Metric]:
+    def _wireguard_exporter(snap: Snapshot) -> Iterator[Metric]:
+        """mdlayher/wireguard_exporter's series, names and labels as it writes them."""
+        labels = ["device", "public_key"]
+        device = GaugeMetricFamily(
+            "wireguard_device_info", "Metadata about a device.", labels=labels
+        )
+        info = GaugeMetricFamily(
+            "wireguard_peer_info",
+            "Metadata about a peer. The public_key label on peer metrics refers to the "
+            "peer's public key; not the device's public key.",
+            labels=[*labels, "allowed_ips", "endpoint", "name"],
+        )
+        rx = CounterMetricFamily(
+            "wireguard_peer_receive_bytes",
+            "Number of bytes received from a given peer.",
+            labels=labels,
+        )
+        tx = CounterMetricFamily(
+            "wireguard_peer_transmit_bytes",
+            "Number of bytes transmitted to a given peer.",
+            labels=labels,
+        )
+        last = GaugeMetricFamily(
+            "wireguard_peer_last_handshake_seconds",
+            "UNIX timestamp for the last handshake with a given peer.",
+            labels=labels,
+        )
+        for iface in snap.interfaces:
+            device.add_metric([iface.name, iface.public_key or ""], 1)
+            for peer in iface.peers:
+                key = [iface.name, peer.public_key]
+                name = iface.peer_names.get(peer.public_key, "")
+                info.add_metric([*key, _sorted_ips(peer.allowed_ips), peer.endpoint or "", name], 1)
+                rx.add_metric(key, peer.rx_bytes)
+                tx.add_metric(key, peer.tx_bytes)
+                last.add_metric(key, int(peer.latest_handshake))
+        yield from (device, info, rx, tx, last)
+
+    @staticmethod
+    def _peers(snap: Snapshot, *, mindflavor: bool = True) -> Iterator[Metric]:
         # prometheus_wireguard_exporter's labels, friendly_name included ("" = none).
         labels = ["interface", "public_key", "allowed_ips", "friendly_name"]
         sent = CounterMetricFamily("wireguard_sent_bytes", "Bytes sent to the peer", labels=labels)
@@ -129,7 +198,9 @@ class SnapshotCollector(Collector):
                 received.add_metric(values, peer.rx_bytes)
                 handshake.add_metric(values, int(peer.latest_handshake))
                 keepalive.add_metric([iface.name, peer.public_key], peer.persistent_keepalive)
-        yield from (sent, received, handshake, keepalive, info, mtu, peers)
+        if mindflavor:
+            yield from (sent, received, handshake)
+        yield from (keepalive, info, mtu, peers)
         yield from (sock_drops, sock_rcvbuf, sock_sndbuf, cpu, hot)
 
     def _probes(self) -> Iterator[Metric]:
@@ -269,16 +340,18 @@ class SnapshotCollector(Collector):
         )
 
 
-def registry_for(snapshot: Snapshot, extra: Iterable[Collector] = ()) -> CollectorRegistry:
+def registry_for(
+    snapshot: Snapshot, extra: Iterable[Collector] = (), peer_names: str = PWE
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshot))
+    registry.register(SnapshotCollector(snapshot, peer_names=peer_names))
     for collector in extra:
         registry.register(collector)
     return registry
 
 
-def render(snapshot: Snapshot) -> str:
-    return generate_latest(registry_for(snapshot)).decode("utf-8")
+def render(snapshot: Snapshot, peer_names: str = PWE) -> str:
+    return generate_latest(registry_for(snapshot, peer_names=peer_names)).decode("utf-8")
 
 
 def write_registry_textfile(registry: CollectorRegistry, path: Path) -> None:
@@ -289,5 +362,5 @@ def write_registry_textfile(registry: CollectorRegistry, path: Path) -> None:
     write_atomic(path, generate_latest(registry).decode("utf-8"), mode=0o644, dir_mode=0o755)
 
 
-def write_textfile(snapshot: Snapshot, path: Path) -> None:
-    write_registry_textfile(registry_for(snapshot), path)
+def write_textfile(snapshot: Snapshot, path: Path, peer_names: str = PWE) -> None:
+    write_registry_textfile(registry_for(snapshot, peer_names=peer_names), path)
