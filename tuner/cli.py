@@ -538,7 +538,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         state = ControllerState()
         registry_ = CollectorRegistry(auto_describe=False)
-        registry_.register(LiveSnapshotCollector(state, args.peer_metric_names))
+        registry_.register(
+            LiveSnapshotCollector(state, args.peer_metric_names, args.peer_series_limit)
+        )
         registry_.register(ControllerCollector(state))
         if listen is not None:
             try:
@@ -734,6 +736,14 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         help="probe at most N peers per round (default 64)",
     )
     run = add("run", "reconcile continuously (daemon)", cmd_run)
+    run.add_argument(
+        "--peer-series-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="per-peer series only for the N peers that moved the most bytes and for "
+        "peers with findings (for hosts with 10,000+ peers; default 0: every peer)",
+    )
     run.add_argument(
         "--peer-metric-names",
         choices=PEER_NAMES,

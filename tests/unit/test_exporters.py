@@ -179,3 +179,28 @@ def test_wireguard_exporter_names_and_labels_as_it_writes_them() -> None:
     assert "wireguard_sent_bytes" in both and "wireguard_peer_transmit_bytes" in both
     default = families(render(snap))
     assert "wireguard_sent_bytes" in default and "wireguard_peer_info" not in default
+
+
+def test_peer_series_limit_keeps_the_busiest_and_the_peers_with_findings() -> None:
+    from dataclasses import replace as with_
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tests.golden.cases import Sample, snapshot
+    from tuner.exporters.controller_metrics import ControllerState, LiveSnapshotCollector
+
+    snap = snapshot(Sample(t=0.0))
+    (iface,) = snap.interfaces
+    (template,) = iface.peers
+    peers = tuple(
+        with_(template, public_key=f"peer{n}", rx_bytes=n * 1000, tx_bytes=0) for n in range(5)
+    )
+    state = ControllerState(snapshot=with_(snap, interfaces=(with_(iface, peers=peers),)))
+    state.peer_findings = (("handshake-never", "wg0", "peer0", ""),)  # the quietest peer
+    registry = CollectorRegistry()
+    registry.register(LiveSnapshotCollector(state, peer_limit=2))
+    text = generate_latest(registry).decode()
+    shown = {n for n in range(5) if f'public_key="peer{n}"' in text}
+    assert shown == {4, 3, 0}, shown  # the two busiest, and the one with a finding
+    assert 'wg_tuner_peer_series_omitted{interface="wg0"} 2.0' in text
+    assert 'wg_tuner_interface_peers{implementation="userspace",interface="wg0"} 5.0' in text

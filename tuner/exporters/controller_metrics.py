@@ -124,10 +124,14 @@ class LiveSnapshotCollector(Collector):
     """The peer and host series of the newest snapshot the daemon took."""
 
     def __init__(
-        self, state: ControllerState, peer_names: str = "prometheus_wireguard_exporter"
+        self,
+        state: ControllerState,
+        peer_names: str = "prometheus_wireguard_exporter",
+        peer_limit: int = 0,
     ) -> None:
         self.state = state
         self.peer_names = peer_names
+        self.peer_limit = peer_limit
 
     def collect(self) -> Iterator[Metric]:
         from tuner.exporters.metrics import SnapshotCollector
@@ -138,4 +142,7 @@ class LiveSnapshotCollector(Collector):
                 probes=tuple(self.state.last_probes.values()),
                 reachability=tuple(self.state.last_reach.values()),
                 peer_names=self.peer_names,
+                peer_limit=self.peer_limit,
+                # A peer with a finding keeps its series, however little it moves.
+                keep=frozenset((iface, key) for _, iface, key, _ in self.state.peer_findings),
             ).collect()

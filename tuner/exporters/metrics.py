@@ -7,8 +7,10 @@ secret: the Snapshot has none to give.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -63,12 +65,19 @@ class SnapshotCollector(Collector):
     def __init__(
         self,
         snapshot: Snapshot,
+        *,
         probes: tuple[MtuProbe, ...] | None = None,
         reachability: tuple[Reachability, ...] | None = None,
         peer_names: str = PWE,
+        peer_limit: int = 0,
+        keep: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         """``probes``/``reachability``: the newest of each peer (the daemon's memory);
-        None: the snapshot's own. ``peer_names``: one of ``PEER_NAMES``."""
+        None: the snapshot's own. ``peer_names``: one of ``PEER_NAMES``. ``peer_limit``:
+        per-peer series only for the N peers that moved the most bytes, plus ``keep``
+        (interface, public key) such as peers with findings; 0 exports every peer."""
+        self.peer_limit = peer_limit
+        self.keep = keep
         if peer_names not in PEER_NAMES:
             raise ValueError(f"peer metric names {peer_names!r}: one of {', '.join(PEER_NAMES)}")
         self.peer_names = peer_names
@@ -76,11 +85,46 @@ class SnapshotCollector(Collector):
         self.probes = snapshot.probes if probes is None else probes
         self.reachability = snapshot.reachability if reachability is None else reachability
 
+    def _shown(self, snap: Snapshot) -> Snapshot:
+        """The snapshot with only the peers whose series are exported."""
+        total = sum(len(i.peers) for i in snap.interfaces)
+        if self.peer_limit <= 0 or total <= self.peer_limit:
+            return snap
+        ranked = heapq.nlargest(
+            self.peer_limit,
+            (
+                (p.rx_bytes + p.tx_bytes, i.name, p.public_key)
+                for i in snap.interfaces
+                for p in i.peers
+            ),
+        )
+        chosen = {(name, key) for _, name, key in ranked} | self.keep
+        return replace(
+            snap,
+            interfaces=tuple(
+                replace(i, peers=tuple(p for p in i.peers if (i.name, p.public_key) in chosen))
+                for i in snap.interfaces
+            ),
+        )
+
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot
-        yield from self._peers(snap, mindflavor=self.peer_names != WE)
+        shown = self._shown(snap)
+        omitted = GaugeMetricFamily(
+            "wg_tuner_peer_series_omitted",
+            "Peers whose per-peer series are not exported (--peer-series-limit)",
+            labels=["interface"],
+        )
+        peers = GaugeMetricFamily(
+            "wg_tuner_interface_peers", "Peers configured", labels=["interface", "implementation"]
+        )
+        for full, part in zip(snap.interfaces, shown.interfaces, strict=True):
+            peers.add_metric([full.name, full.implementation.value], len(full.peers))
+            omitted.add_metric([full.name], len(full.peers) - len(part.peers))
+        yield from (peers, omitted)
+        yield from self._peers(shown, mindflavor=self.peer_names != WE)
         if self.peer_names != PWE:
-            yield from self._wireguard_exporter(snap)
+            yield from self._wireguard_exporter(shown)
         yield from self._probes()
         yield from self._links(snap)
         yield from self._host(snap)
@@ -149,9 +193,6 @@ class SnapshotCollector(Collector):
             labels=["interface", "public_key", "friendly_name", "endpoint"],
         )
         mtu = GaugeMetricFamily("wg_tuner_interface_mtu", "Interface MTU", labels=["interface"])
-        peers = GaugeMetricFamily(
-            "wg_tuner_interface_peers", "Peers configured", labels=["interface", "implementation"]
-        )
         sock_drops = CounterMetricFamily(
             "wg_tuner_socket_drops",
             "Datagrams dropped on WireGuard's own UDP sockets (its listen port, both families)",
@@ -179,7 +220,6 @@ class SnapshotCollector(Collector):
         )
         for iface in snap.interfaces:
             mtu.add_metric([iface.name], iface.link.mtu)
-            peers.add_metric([iface.name, iface.implementation.value], len(iface.peers))
             if iface.process is not None:
                 cpu.add_metric([iface.name], iface.process.total / USER_HZ)
                 hot.add_metric([iface.name], max(iface.process.threads.values()) / USER_HZ)
@@ -200,7 +240,7 @@ class SnapshotCollector(Collector):
                 keepalive.add_metric([iface.name, peer.public_key], peer.persistent_keepalive)
         if mindflavor:
             yield from (sent, received, handshake)
-        yield from (keepalive, info, mtu, peers)
+        yield from (keepalive, info, mtu)
         yield from (sock_drops, sock_rcvbuf, sock_sndbuf, cpu, hot)
 
     def _probes(self) -> Iterator[Metric]:
