@@ -53,6 +53,7 @@ def dashboard_exprs() -> list[str]:
     board = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for panel in board["panels"] for t in panel["targets"]]
     exprs += [v["query"] for v in board["templating"]["list"] if v["type"] == "query"]
+    exprs += [a["expr"] for a in board.get("annotations", {}).get("list", [])]
     return exprs
 
 
@@ -105,9 +106,17 @@ def test_the_dashboard_has_the_on_call_panels() -> None:
         "Busy per core",
         "wg-tuner changes",
         "Rollbacks (15 min)",
+        "Top 10 peers by handshake age",
+        "Top 10 peers by throughput",
+        "Conntrack fill",
+        "Kernel log events (5 min)",
     ):
         assert needed in titles
     assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
+    variables = {v["name"] for v in board["templating"]["list"]}
+    assert {"instance", "interface"} <= variables
+    names = {a["name"] for a in board["annotations"]["list"]}
+    assert names == {"wg-tuner changes", "wg-tuner rollbacks"}
 
 
 def test_a_misspelled_metric_would_be_caught() -> None:
