@@ -19,8 +19,13 @@ cat "$log"
 rm -f "$log"
 echo "main suite exit $main, soak run exit $soak_rc"
 [ "$main" -eq 0 ] && [ "$soak_rc" -eq 0 ] || { rm -rf "$figures"; exit 1; }
-# Only a wholly green run regenerates the figures (a partial run would drop rows).
+# Only a wholly green run regenerates the figures (a partial run would drop rows). A
+# green partial run (arguments given) keeps its figures in wg-tuner-figures-last under
+# TMPDIR, to be merged with another partial run's by `python -m tests.reliability`.
 if [ $# -eq 0 ]; then
   "$PY" -m tests.reliability "$figures" docs/reliability.md
+else
+  last="${TMPDIR:-/tmp}/wg-tuner-figures-last"
+  rm -rf "$last" && cp -r "$figures" "$last"
 fi
 rm -rf "$figures"
