@@ -61,3 +61,35 @@ class FakeNft:
                 assert table is not None, "nft: no such table"
                 table.append(copy.deepcopy(obj))
         self.table = table
+
+
+class FakeFeatures:
+    """The ethtool feature port in memory: ``features`` as the kernel reports them
+    (name -> (enabled, changeable)), ``set`` refusing fixed and unknown ones as the
+    kernel does, and counting writes."""
+
+    def __init__(self, devices: dict[str, dict[str, tuple[bool, bool]]] | None = None) -> None:
+        self.devices = devices or {
+            "eth0": {
+                "rx-gro": (False, True),
+                "rx-udp-gro-forwarding": (False, True),
+                "rx-checksum": (True, False),
+            }
+        }
+        self.writes = 0
+
+    def features(self, dev: str) -> dict[str, tuple[bool, bool]]:
+        from tuner.errors import ObserveError
+
+        if dev not in self.devices:
+            raise ObserveError(f"{dev}: no such device")
+        return dict(self.devices[dev])
+
+    def set(self, dev: str, name: str, on: bool) -> None:
+        from tuner.errors import ObserveError
+
+        _, changeable = self.devices[dev].get(name, (False, False))
+        if not changeable:
+            raise ObserveError(f"{dev}: {name} is fixed")
+        self.devices[dev][name] = (on, changeable)
+        self.writes += 1

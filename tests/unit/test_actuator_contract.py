@@ -13,12 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fakehost import build_tree
-from tests.fakeports import FakeLinks, FakeNft, FakeWg
+from tests.fakeports import FakeFeatures, FakeLinks, FakeNft, FakeWg
 from tuner.actuators.base import Actuator, Target
 from tuner.actuators.irq import IrqAffinityActuator
 from tuner.actuators.keepalive import KeepaliveActuator
 from tuner.actuators.mss import MssClampActuator, NftMss
 from tuner.actuators.mtu import MtuActuator
+from tuner.actuators.offload import OffloadActuator
 from tuner.actuators.sysctl import SysctlActuator
 from tuner.errors import InvalidValue, NotApplicable, NotRevertible
 from tuner.model.checks import POLICY_CHECKS
@@ -47,7 +48,7 @@ def tree_writes(paths: HostPaths) -> Callable[[], int]:
     return lambda: 0 if stamp() == base else 1
 
 
-def make_case(kind: str, tmp_path: Path) -> Case:
+def make_case(kind: str, tmp_path: Path) -> Case:  # noqa: PLR0911 - one case per kind
     paths = HostPaths.under(build_tree(tmp_path))
     if kind == "mtu":
         links = FakeLinks({"wg0": 1420})
@@ -78,13 +79,21 @@ def make_case(kind: str, tmp_path: Path) -> Case:
             "0-1",
             tree_writes(paths),
         )
+    if kind == "offload":
+        features = FakeFeatures()
+        return Case(
+            OffloadActuator(features),
+            Target("offload", "eth0/rx-udp-gro-forwarding"),
+            "on",
+            lambda: features.writes,
+        )
     nft = FakeNft()
     return Case(
         MssClampActuator(NftMss(nft)), Target("mss_clamp", "wg0"), "pmtu", lambda: nft.writes
     )
 
 
-KINDS = ["mtu", "keepalive", "sysctl", "irq", "rps", "mss"]
+KINDS = ["mtu", "keepalive", "sysctl", "irq", "rps", "mss", "offload"]
 DECLARED = declared_kinds
 
 
@@ -284,3 +293,17 @@ def test_the_actuator_docstring_names_files_that_exist() -> None:
     assert len(named) >= 5
     for name in named:
         assert (folder / name).exists(), name
+
+
+def test_offload_fixed_and_unknown_features_are_refused_and_nothing_is_written() -> None:
+    features = FakeFeatures()
+    actuator = OffloadActuator(features)
+    fixed = Target("offload", "eth0/rx-checksum")
+    assert "fixed" in str(actuator.check(fixed))
+    with pytest.raises(NotApplicable):
+        actuator.apply(fixed, "off")
+    with pytest.raises(InvalidValue):
+        actuator.read(Target("offload", "eth0/rx-anything-else"))
+    with pytest.raises(InvalidValue):
+        actuator.read(Target("offload", "no-feature-here"))
+    assert features.writes == 0
