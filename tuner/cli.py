@@ -618,6 +618,18 @@ class Parser(argparse.ArgumentParser):
         self.exit(exit_codes.USAGE, f"{self.prog}: error: {message}\n")
 
 
+def metric_names(parser: argparse.ArgumentParser) -> None:
+    """``--peer-metric-names``, for every command that writes metrics."""
+    parser.add_argument(
+        "--peer-metric-names",
+        choices=PEER_NAMES,
+        default=PWE,
+        help="per-peer series named as prometheus_wireguard_exporter does (default; the "
+        "shipped rules and dashboard use them), as wireguard_exporter does (device label, "
+        "_info series), or both",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of options
     parser = Parser(
         prog="wg-tuner",
@@ -667,14 +679,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
     )
 
     metrics = add("metrics", "print Prometheus metrics or write a textfile", cmd_metrics)
-    metrics.add_argument(
-        "--peer-metric-names",
-        choices=PEER_NAMES,
-        default=PWE,
-        help="per-peer series named as prometheus_wireguard_exporter does (default; the "
-        "shipped rules and dashboard use them), as wireguard_exporter does (device label, "
-        "_info series), or both",
-    )
+    metric_names(metrics)
     metrics.add_argument(
         "--textfile",
         type=Path,
@@ -744,14 +749,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         help="per-peer series only for the N peers that moved the most bytes and for "
         "peers with findings (for hosts with 10,000+ peers; default 0: every peer)",
     )
-    run.add_argument(
-        "--peer-metric-names",
-        choices=PEER_NAMES,
-        default=PWE,
-        help="per-peer series named as prometheus_wireguard_exporter does (default; the "
-        "shipped rules and dashboard use them), as wireguard_exporter does (device label, "
-        "_info series), or both",
-    )
+    metric_names(run)
     run.add_argument(
         "--interval",
         type=float,
