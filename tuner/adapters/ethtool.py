@@ -7,6 +7,7 @@ goes through a shell or the ethtool binary.
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Any, Protocol
 
 from pyroute2.ethtool import Ethtool
@@ -27,7 +28,7 @@ class EthtoolFeatures:
 
     def features(self, dev: str) -> dict[str, tuple[bool, bool]]:
         try:
-            with _ethtool() as tool:
+            with closing(Ethtool()) as tool:
                 got: Any = tool.get_features(dev)
         except Exception as exc:  # pyroute2 raises NetlinkError, OSError or its own
             raise ObserveError(f"{dev}: offload features unreadable: {exc}") from exc
@@ -37,18 +38,10 @@ class EthtoolFeatures:
 
     def set(self, dev: str, name: str, on: bool) -> None:
         try:
-            with _ethtool() as tool:
+            with closing(Ethtool()) as tool:
                 got: Any = tool.get_features(dev)
                 got.features[name].enable = on
                 tool.set_features(dev, got)
         except Exception as exc:
             raise ObserveError(f"{dev}: setting {name} failed: {exc}") from exc
 
-
-class _ethtool:
-    def __enter__(self) -> Ethtool:
-        self.tool = Ethtool()
-        return self.tool
-
-    def __exit__(self, *exc: object) -> None:
-        self.tool.close()
