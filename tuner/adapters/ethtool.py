@@ -44,4 +44,3 @@ class EthtoolFeatures:
                 tool.set_features(dev, got)
         except Exception as exc:
             raise ObserveError(f"{dev}: setting {name} failed: {exc}") from exc
-
