@@ -153,10 +153,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     require_root("wg-tuner metrics")
     snapshot = _observer().observe()
     if args.textfile:
-        write_textfile(snapshot, args.textfile, args.peer_metric_names)
+        write_textfile(
+            snapshot, args.textfile, args.peer_metric_names, host_series=args.host_series
+        )
         log.info("metrics.written", path=str(args.textfile))
     else:
-        sys.stdout.write(render(snapshot, args.peer_metric_names))
+        sys.stdout.write(render(snapshot, args.peer_metric_names, host_series=args.host_series))
     return EXIT_OK
 
 
@@ -539,7 +541,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         state = ControllerState()
         registry_ = CollectorRegistry(auto_describe=False)
         registry_.register(
-            LiveSnapshotCollector(state, args.peer_metric_names, args.peer_series_limit)
+            LiveSnapshotCollector(
+                state,
+                args.peer_metric_names,
+                args.peer_series_limit,
+                host_series=args.host_series,
+            )
         )
         registry_.register(ControllerCollector(state))
         if listen is not None:
@@ -619,7 +626,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def metric_names(parser: argparse.ArgumentParser) -> None:
-    """``--peer-metric-names``, for every command that writes metrics."""
+    """``--peer-metric-names`` and ``--host-series``, for every command that writes metrics."""
     parser.add_argument(
         "--peer-metric-names",
         choices=PEER_NAMES,
@@ -627,6 +634,13 @@ def metric_names(parser: argparse.ArgumentParser) -> None:
         help="per-peer series named as prometheus_wireguard_exporter does (default; the "
         "shipped rules and dashboard use them), as wireguard_exporter does (device label, "
         "_info series), or both",
+    )
+    parser.add_argument(
+        "--host-series",
+        action="store_true",
+        help="also export the host counters node_exporter has under its own names (CPU, "
+        "softnet, link counters, conntrack, interrupts, its default netstat fields): for "
+        "hosts without node_exporter; the shipped rules and dashboard use node_exporter's",
     )
 
 

@@ -2,10 +2,15 @@
 fire there, and every query of the shipped Grafana dashboard is valid and answered.
 
 Prometheus runs inside host a's namespace (its own loopback), scraping the daemon every
-second. The rules are a copy of the shipped file with every ``for:`` shortened to 2 s,
-so an alert that would take 5 minutes on a host fires in seconds here. The fault: a
-peer with a key nobody has and an endpoint nobody answers, with traffic routed to it
-(handshake-never).
+second, and Debian's node_exporter in the same namespace (the host series the rules and
+the dashboard read are node_exporter's), both targets labelled ``instance="lab-a"`` as
+the docs advise. The rules are a copy of the shipped file with every ``for:`` shortened
+to 2 s, so an alert that would take 5 minutes on a host fires in seconds here. The
+faults: a peer with a key nobody has and an endpoint nobody answers, with traffic routed
+to it (handshake-never); then a blackhole the daemon fixes (a verified change), a
+narrower one whose fix is cut during its window (a rollback, then a held change). Every
+dashboard query, annotations included, is asked over the test's time range as Grafana
+asks it, and each returns data.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -26,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import REPO, require_privileges
-from tests.lab.test_lab_daemon import FAST, daemon
+from tests.lab.test_lab_daemon import FAST, Daemon, daemon
+from tests.privileged.test_node_exporter import node_exporter
 from tests.reliability import FigureFn
 from tuner.lab.lab import Lab
 
-METRICS_PORT, PROM_PORT = 19586, 19590
+METRICS_PORT, PROM_PORT, NODE_PORT = 19586, 19590, 19591
 
 
 def api(lab: Lab, path: str, **params: str) -> Any:
@@ -112,6 +119,45 @@ def never_handshaking_peer(lab: Lab) -> Iterator[str]:
         subprocess.run([*run, "wg", "set", a.wg, "peer", key, "remove"], check=False)
 
 
+def firing(lab: Lab, name: str) -> list[dict[str, Any]]:
+    return [
+        a
+        for a in api(lab, "alerts")["alerts"]
+        if a["labels"]["alertname"] == name and a["state"] == "firing"
+    ]
+
+
+def changes_then_a_rollback(lab: Lab, d: Daemon) -> None:
+    """A verified MTU fix, then a second one cut during its window: rolled back, and the
+    same change held afterwards while the narrower blackhole lasts."""
+
+    def states() -> list[str]:
+        return [r["state"] for r in d.journal()]
+
+    lab.fault("mtu-blackhole", True, mtu=1400)
+    try:
+        user = threading.Thread(target=lab.traffic, args=(10.0,))
+        user.start()  # the user's transfer that stalls in the blackhole
+        d.wait_for(lambda: "verified" in states(), 90, "a verified change")
+        user.join()
+    finally:
+        lab.fault("mtu-blackhole", False)
+    lab.fault("mtu-blackhole", True, mtu=1360)  # a 1300 tunnel MTU
+    try:
+        user = threading.Thread(target=lab.traffic, args=(10.0,))
+        user.start()  # stalls again: 1340 no longer fits
+        d.wait_for(lambda: states()[-1] == "applied", 90, "a second change")
+        user.join()
+        lab.fault("down", True)  # the new MTU "cut the tunnel": its verification fails
+        try:
+            d.wait_for(lambda: "reverted" in states(), 60, "the rollback")
+        finally:
+            lab.fault("down", False)
+        d.wait_for(lambda: bool(d.named("guard.held")), 60, "the failed change to be held")
+    finally:
+        lab.fault("mtu-blackhole", False)
+
+
 def test_prometheus_fires_the_shipped_alerts_and_answers_the_dashboard(
     lab: Lab, tmp_path: Path, figure: FigureFn
 ) -> None:
@@ -127,15 +173,29 @@ def test_prometheus_fires_the_shipped_alerts_and_answers_the_dashboard(
         "  - job_name: wg-tuner\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{METRICS_PORT}'], "
         "labels: {instance: lab-a}}]\n"
+        "  - job_name: node\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{NODE_PORT}'], "
+        "labels: {instance: lab-a}}]\n"
     )
     listen = f"127.0.0.1:{METRICS_PORT}"
     # Cycles longer than WireGuard's 5 s handshake retry (REKEY_TIMEOUT), as the shipped
     # 10 s interval is: each cycle then sees the peer's initiations go out unanswered.
-    args = ("--metrics-listen", listen, *FAST, "--interval", "6")
-    with daemon(lab, tmp_path / "state", *args) as d, open(tmp_path / "prometheus.log", "w") as err:
+    args = ("--metrics-listen", listen, "--mode", "enforce", *FAST, "--interval", "6")
+    netns = ("ip", "netns", "exec", lab.topo.a.netns)
+    started = time.time()
+    with (
+        daemon(lab, tmp_path / "state", *args) as d,
+        open(tmp_path / "prometheus.log", "w") as err,
+    ):
+        node = subprocess.Popen(
+            [*netns, node_exporter(), f"--web.listen-address=127.0.0.1:{NODE_PORT}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         server = subprocess.Popen(
             [
-                *("ip", "netns", "exec", lab.topo.a.netns, prometheus),
+                *netns,
+                prometheus,
                 f"--config.file={tmp_path / 'prometheus.yml'}",
                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{PROM_PORT}",
@@ -146,8 +206,10 @@ def test_prometheus_fires_the_shipped_alerts_and_answers_the_dashboard(
         )
         try:
             up = wait(
-                "the scrape target to be up",
-                lambda: [t for t in _targets(lab) if t["health"] == "up"],
+                "both scrape targets to be up",
+                lambda: (
+                    len([t for t in _targets(lab) if t["health"] == "up"]) == 2 and _targets(lab)
+                ),
                 90,
             )
             # The healthy lab first: 8 s of 1 s evaluations (each for: is 2 s), nothing.
@@ -161,41 +223,45 @@ def test_prometheus_fires_the_shipped_alerts_and_answers_the_dashboard(
             ]
             with never_handshaking_peer(lab) as key:
                 fault_at = time.monotonic()
-                firing = wait(
+                never = wait(
                     "WireGuardPeerNeverHandshaked to fire",
-                    lambda: [
-                        a
-                        for a in api(lab, "alerts")["alerts"]
-                        if a["labels"]["alertname"] == "WireGuardPeerNeverHandshaked"
-                        and a["state"] == "firing"
-                    ],
+                    lambda: firing(lab, "WireGuardPeerNeverHandshaked"),
                     120,
                 )
             fired_after = time.monotonic() - fault_at
+            changes_then_a_rollback(lab, d)
+            rolled_back = wait(
+                "WgTunerRolledBack to fire", lambda: firing(lab, "WgTunerRolledBack"), 30
+            )
+            time.sleep(3)  # two more scrapes of the held change
             answered = {}
+            span = {"start": f"{started:.3f}", "end": f"{time.time():.3f}", "step": "1"}
             for expr in dashboard_queries():
                 query = expr.replace("$instance", ".*").replace("$interface", ".*")
-                result = api(lab, "query", query=query)
+                result = api(lab, "query_range", query=query, **span)
                 answered[expr] = len(result["result"])
             assert d.proc.poll() is None, "the daemon died"
         finally:
             server.terminate()
+            node.terminate()
             server.wait(timeout=30)
+            node.wait(timeout=30)
     assert healthy == [], healthy
-    (alert,) = firing
+    (alert,) = never
     assert alert["labels"]["public_key"] == key
     assert alert["labels"]["interface"] == lab.topo.a.wg
     assert alert["annotations"]["runbook_url"] == "docs/operations.md#peer-never-handshaked"
-    assert up[0]["labels"]["instance"] == "lab-a"
-    # Every dashboard query parses and runs; most have data from a live daemon already.
-    with_data = [e for e, n in answered.items() if n > 0]
-    assert len(answered) >= 14 and len(with_data) >= len(answered) // 2, answered
+    assert rolled_back[0]["labels"]["instance"] == "lab-a"
+    assert {t["labels"]["job"] for t in up} == {"wg-tuner", "node"}
+    # Every dashboard query, panels and annotations, has data over the test's range.
+    empty = [e for e, n in answered.items() if n == 0]
+    assert len(answered) >= 25 and not empty, empty
     figure(
         "Daemon",
-        "real Prometheus scraping the lab daemon (rules' for: shortened to 2 s), a peer "
-        "that never handshakes -> WireGuardPeerNeverHandshaked firing; dashboard queries",
-        f"firing after {fired_after:.0f} s; {len(answered)} queries valid, "
-        f"{len(with_data)} with data",
+        "real Prometheus scraping the lab daemon and node_exporter (rules' for: shortened "
+        "to 2 s), a peer that never handshakes, a verified change, a rolled-back one -> "
+        "WireGuardPeerNeverHandshaked and WgTunerRolledBack firing; dashboard queries",
+        f"firing after {fired_after:.0f} s; {len(answered)} queries, all with data",
     )
 
 

@@ -38,8 +38,11 @@ def test_status_json_names_this_namespace(netns: str) -> None:
 def test_metrics_without_wireguard_still_emit_host_series(netns: str) -> None:
     proc = cli(["metrics", "--log-format", "json"], netns=netns, check=True)
     names = {f.name for f in text_string_to_metric_families(proc.stdout)}
-    assert "wg_tuner_cpu_seconds" in names
     assert "wg_tuner_snmp_counter" in names
+    assert "wg_tuner_cpu_seconds" not in names  # node_exporter's node_cpu_seconds_total
+    proc = cli(["metrics", "--host-series"], netns=netns, check=True)
+    names = {f.name for f in text_string_to_metric_families(proc.stdout)}
+    assert "wg_tuner_cpu_seconds" in names
     assert "wg_tuner_snapshot_timestamp_seconds" in names
 
 

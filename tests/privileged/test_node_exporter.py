@@ -10,6 +10,7 @@ makes it 1).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import cli
+from tests.unit.test_monitoring import dashboard_exprs, rule_exprs
+
+NODE = re.compile(r"\bnode_[A-Za-z0-9_]+\b")
 
 PORT = 19100
 
@@ -96,3 +100,66 @@ def test_node_exporter_serves_the_textfile_as_nobody(
     mtu = {s.labels["interface"]: s.value for s in families["wg_tuner_interface_mtu"].samples}
     assert mtu == {ifname: 1420}
     assert oct(target.stat().st_mode & 0o777) == "0o644"
+
+
+def _netstat_twin(counter: str, protocol: str) -> str:
+    """node_exporter's name for a /proc/net/snmp{,6} or netstat counter."""
+    return f"node_netstat_{protocol}_{counter.removeprefix(protocol)}"
+
+
+def test_no_series_duplicates_what_node_exporter_exports_by_default(
+    wg_netns: tuple[str, str], textfile_dir: Path
+) -> None:
+    """node_exporter with its default collectors in the same namespace: every counter
+    wg-tuner exports without ``--host-series`` is one node_exporter does not have, and
+    with ``--host-series`` the host counters come back for hosts without it."""
+    netns, _ = wg_netns
+    # A conntrack rule in the namespace, so node_exporter's conntrack collector has a table.
+    subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "-f", "-"],
+        input="table inet wgt_ct {\n chain c {\n type filter hook input priority 0\n"
+        " ct state new accept\n }\n}\n",
+        text=True,
+        check=True,
+    )
+    plain = cli(["metrics"], netns=netns, check=True).stdout
+    full = cli(["metrics", "--host-series"], netns=netns, check=True).stdout
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, "setpriv", "--reuid=nobody", "--regid=nogroup",
+         "--clear-groups", node_exporter(), f"--web.listen-address=127.0.0.1:{PORT + 1}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        node = {f.name: f for f in text_string_to_metric_families(scrape(netns, PORT + 1))}
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    ours = {f.name: f for f in text_string_to_metric_families(plain)}
+    snmp = {
+        (s.labels["protocol"], s.labels["counter"]) for s in ours["wg_tuner_snmp_counter"].samples
+    }
+    twins = {_netstat_twin(c, p) for p, c in snmp} & set(node)
+    assert snmp and not twins, twins
+    assert ("Ip", "FragCreates") in snmp  # what node_exporter leaves out stays ours
+    # The counters node_exporter has under its own names are left to it.
+    for name, twin in [
+        ("wg_tuner_cpu_seconds", "node_cpu_seconds"),
+        ("wg_tuner_softnet_dropped", "node_softnet_dropped"),
+        ("wg_tuner_link_rx_bytes", "node_network_receive_bytes"),
+        ("wg_tuner_conntrack_entries", "node_nf_conntrack_entries"),
+    ]:
+        assert name not in ours and twin in node, (name, twin)
+    # The link roles join node_exporter's devices.
+    devices = {s.labels["device"] for s in node["node_network_receive_bytes"].samples}
+    roles = {s.labels["device"]: s.labels["role"] for s in ours["wg_tuner_link_info"].samples}
+    assert roles and set(roles) <= devices, (roles, devices)
+    both = {f.name: f for f in text_string_to_metric_families(full)}
+    assert {"wg_tuner_cpu_seconds", "wg_tuner_softnet_dropped", "wg_tuner_link_rx_bytes"} <= set(
+        both
+    )
+    counters = {s.labels["counter"] for s in both["wg_tuner_snmp_counter"].samples}
+    assert {"RcvbufErrors", "FragCreates"} <= counters
+    # Every node_exporter series the shipped rules and dashboard query is one it serves.
+    served = {s.name for family in node.values() for s in family.samples}
+    used = {m for e in rule_exprs() + dashboard_exprs() for m in NODE.findall(e)}
+    assert len(used) >= 8 and used <= served, used - served

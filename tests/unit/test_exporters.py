@@ -45,13 +45,19 @@ def test_metrics_use_wireguard_exporter_names(snaps: tuple[Snapshot, Snapshot]) 
     assert "wireguard_latest_handshake_seconds" in families
     host = [n for n in families if not n.startswith("wireguard_")]
     assert host and all(n.startswith("wg_tuner_") for n in host)
+    counters = {s.labels["counter"] for s in families["wg_tuner_snmp_counter"].samples}
+    assert "FragCreates" in counters and "RcvbufErrors" not in counters  # node_exporter's
+    assert "wg_tuner_cpu_seconds" not in families and "wg_tuner_link_rx_bytes" not in families
+    full = render(snaps[1], host_series=True)
+    families = {f.name: f for f in text_string_to_metric_families(full)}
     udp = [
         s
         for s in families["wg_tuner_snmp_counter"].samples
         if s.labels["counter"] == "RcvbufErrors"
     ]
     assert udp[0].value == 15
-    assert PRIVATE_HEX not in text and PSK_HEX not in text
+    assert {"wg_tuner_cpu_seconds", "wg_tuner_link_rx_bytes"} <= set(families)
+    assert PRIVATE_HEX not in text and PSK_HEX not in text and PRIVATE_HEX not in full
 
 
 def test_textfile_is_written_atomically(snaps: tuple[Snapshot, Snapshot], tmp_path: Path) -> None:

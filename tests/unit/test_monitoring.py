@@ -143,3 +143,23 @@ def test_every_alert_has_a_severity_a_description_and_a_runbook_that_exists() ->
         assert notes["summary"] and notes["description"], name
         path, _, anchor = notes["runbook_url"].partition("#")
         assert path == "docs/operations.md" and anchor in anchors, (name, anchor)
+
+
+def test_change_counters_start_at_zero_so_the_first_change_is_annotated() -> None:
+    """A series born at 1 shows no change to changes()/increase(): the dashboard's
+    annotation of the first verified change would never be drawn."""
+    fresh = generate_latest(
+        registry_for(
+            snapshot(Sample(t=0.0)),
+            [ControllerCollector(ControllerState(changes=Counter({("mtu", "verified"): 2})))],
+        )
+    ).decode()
+    samples = {
+        (s.labels["kind"], s.labels["result"]): s.value
+        for family in text_string_to_metric_families(fresh)
+        if family.name == "wg_tuner_changes"
+        for s in family.samples
+    }
+    assert samples[("mtu", "verified")] == 2
+    assert samples[("keepalive", "verified")] == 0 and samples[("offload", "reverted")] == 0
+    assert len(samples) == 6 * 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -9,8 +10,14 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tuner.model.kinds import KINDS
 from tuner.model.probe import MtuProbe, Reachability
 from tuner.model.snapshot import Snapshot
+
+CHANGE_RESULTS = ("applied", "verified", "reverted", "revert_failed")
+"""Every kind's series for these start at 0: a counter first seen at 1 has no change
+for ``changes()`` or ``increase()`` to see, so the dashboard's first verified change
+would draw no annotation."""
 
 
 @dataclass
@@ -24,7 +31,7 @@ class ControllerState:
     peer_findings: tuple[tuple[str, str, str, str], ...] = ()
     """(policy, interface, public key, friendly name or "") of each current peer finding."""
     changes: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """(kind, result) -> count, result in applied|verified|reverted|revert_failed."""
+    """(kind, result) -> count, result one of ``CHANGE_RESULTS`` (or held, drifted)."""
     rollbacks: int = 0
     drifts: int = 0
     held: Counter[str] = field(default_factory=Counter)
@@ -89,7 +96,9 @@ class ControllerCollector(Collector):
         changes = CounterMetricFamily(
             "wg_tuner_changes", "Changes by kind and result", labels=["kind", "result"]
         )
-        for (kind, result), n in sorted(s.changes.items()):
+        counts = Counter(dict.fromkeys(itertools.product(KINDS, CHANGE_RESULTS), 0))
+        counts.update(s.changes)
+        for (kind, result), n in sorted(counts.items()):
             changes.add_metric([kind, result], n)
         yield changes
         yield CounterMetricFamily("wg_tuner_rollbacks", "Automatic rollbacks", value=s.rollbacks)
@@ -128,10 +137,13 @@ class LiveSnapshotCollector(Collector):
         state: ControllerState,
         peer_names: str = "prometheus_wireguard_exporter",
         peer_limit: int = 0,
+        *,
+        host_series: bool = False,
     ) -> None:
         self.state = state
         self.peer_names = peer_names
         self.peer_limit = peer_limit
+        self.host_series = host_series
 
     def collect(self) -> Iterator[Metric]:
         from tuner.exporters.metrics import SnapshotCollector
@@ -143,6 +155,7 @@ class LiveSnapshotCollector(Collector):
                 reachability=tuple(self.state.last_reach.values()),
                 peer_names=self.peer_names,
                 peer_limit=self.peer_limit,
+                host_series=self.host_series,
                 # A peer with a finding keeps its series, however little it moves.
                 keep=frozenset((iface, key) for _, iface, key, _ in self.state.peer_findings),
             ).collect()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +36,24 @@ SNMP_COUNTERS: dict[str, tuple[str, ...]] = {
     "Tcp": ("RetransSegs", "OutSegs", "InErrs"),
     "TcpExt": ("TCPLostRetransmit", "TCPTimeouts", "ListenDrops", "TCPMTUPFail", "TCPMTUPSuccess"),
 }
-"""The curated counters exported (the full tables are in ``status --format json``)."""
+"""The curated counters exported with ``--host-series`` (the full tables are in
+``status --format json``)."""
+
+NODE_EXPORTER_NETSTAT = re.compile(
+    r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs|OutMsgs)"
+    r"|TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts)"
+    r"|Tcp_(ActiveOpens|InSegs|OutSegs|OutRsts|PassiveOpens|RetransSegs|CurrEstab)"
+    r"|Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$"
+)
+"""node_exporter's default ``--collector.netstat.fields`` (1.5 to 1.8): the counters it
+exports as ``node_netstat_<Protocol>_<Counter>``. Without ``--host-series`` wg-tuner
+exports only the curated counters this leaves out (fragmentation, ICMP too-big, MTU
+probing), so no counter is scraped twice under two names."""
+
+
+def _netstat_field(proto: str, name: str) -> str:
+    """node_exporter's field name: ``Udp6_RcvbufErrors`` for snmp6's ``Udp6RcvbufErrors``."""
+    return f"{proto}_{name.removeprefix(proto)}"
 
 
 PWE = "prometheus_wireguard_exporter"
@@ -71,11 +89,16 @@ class SnapshotCollector(Collector):
         peer_names: str = PWE,
         peer_limit: int = 0,
         keep: frozenset[tuple[str, str]] = frozenset(),
+        host_series: bool = False,
     ) -> None:
         """``probes``/``reachability``: the newest of each peer (the daemon's memory);
         None: the snapshot's own. ``peer_names``: one of ``PEER_NAMES``. ``peer_limit``:
         per-peer series only for the N peers that moved the most bytes, plus ``keep``
-        (interface, public key) such as peers with findings; 0 exports every peer."""
+        (interface, public key) such as peers with findings; 0 exports every peer.
+        ``host_series``: also the host counters node_exporter exports under its own
+        names (CPU, softnet, links, conntrack, interrupts, its netstat fields), for
+        hosts without node_exporter."""
+        self.host_series = host_series
         self.peer_limit = peer_limit
         self.keep = keep
         if peer_names not in PEER_NAMES:
@@ -128,6 +151,8 @@ class SnapshotCollector(Collector):
         yield from self._probes()
         yield from self._links(snap)
         yield from self._host(snap)
+        if self.host_series:
+            yield from self._node(snap)
 
     @staticmethod
     def _wireguard_exporter(snap: Snapshot) -> Iterator[Metric]:
@@ -273,8 +298,15 @@ class SnapshotCollector(Collector):
                 rtt.add_metric([reach.interface, reach.peer], reach.rtt_ms / 1000)
         yield from (mtu, at, rtt, loss)
 
-    @staticmethod
-    def _links(snap: Snapshot) -> Iterator[Metric]:
+    def _links(self, snap: Snapshot) -> Iterator[Metric]:
+        """``wg_tuner_link_info`` names each link's role, to join node_exporter's
+        ``node_network_*{device}`` on; the counters themselves only with host series."""
+        info = GaugeMetricFamily(
+            "wg_tuner_link_info",
+            "1 per link wg-tuner watches: a WireGuard interface or an underlay it uses "
+            "(join node_exporter's node_network_* series on instance and device)",
+            labels=["device", "role"],
+        )
         labels = ["link", "role"]
         families = {
             name: CounterMetricFamily(f"wg_tuner_link_{name}", f"Link {name}", labels=labels)
@@ -293,6 +325,7 @@ class SnapshotCollector(Collector):
         up = GaugeMetricFamily("wg_tuner_link_up", "Operational state is UP", labels=labels)
 
         def add(link: Link, role: str) -> None:
+            info.add_metric([link.name, role], 1)
             for name, family in families.items():
                 family.add_metric([link.name, role], getattr(link.counters, name))
             up.add_metric([link.name, role], 1 if link.operstate in ("UP", "UNKNOWN") else 0)
@@ -301,11 +334,12 @@ class SnapshotCollector(Collector):
             add(iface.link, "wireguard")
         for link in snap.underlays:
             add(link, "underlay")
-        yield from families.values()
-        yield up
+        yield info
+        if self.host_series:
+            yield from families.values()
+            yield up
 
-    @staticmethod
-    def _host(snap: Snapshot) -> Iterator[Metric]:
+    def _host(self, snap: Snapshot) -> Iterator[Metric]:
         host = snap.host
         if host.log_available:
             events = CounterMetricFamily(
@@ -318,7 +352,8 @@ class SnapshotCollector(Collector):
             yield events
         counters = CounterMetricFamily(
             "wg_tuner_snmp_counter",
-            "Selected /proc/net/snmp and netstat counters",
+            "Selected /proc/net/snmp and netstat counters (without --host-series: those "
+            "node_exporter's netstat collector leaves out by default)",
             labels=["protocol", "counter"],
         )
         for table in (host.snmp, host.netstat):
@@ -327,9 +362,33 @@ class SnapshotCollector(Collector):
                 if not values:
                     continue
                 for name in names:
-                    if name in values:
+                    duplicate = NODE_EXPORTER_NETSTAT.match(_netstat_field(proto, name))
+                    if name in values and (self.host_series or not duplicate):
                         counters.add_metric([proto, name], values[name])
         yield counters
+        sysctl = GaugeMetricFamily(
+            "wg_tuner_sysctl_value", "Numeric value of a watched sysctl", labels=["key"]
+        )
+        for key, value in snap.knobs.sysctls.items():
+            if value is not None and value.isdigit():
+                sysctl.add_metric([key], int(value))
+        yield sysctl
+        yield GaugeMetricFamily(
+            "wg_tuner_observe_errors",
+            "Interfaces that could not be read in the last observation",
+            value=len(snap.errors),
+        )
+        yield GaugeMetricFamily(
+            "wg_tuner_snapshot_timestamp_seconds",
+            "When the snapshot was taken",
+            value=snap.taken_at,
+        )
+
+    @staticmethod
+    def _node(snap: Snapshot) -> Iterator[Metric]:
+        """What node_exporter exports as node_softnet_*, node_cpu_seconds_total,
+        node_interrupts_total and node_nf_conntrack_*: for hosts without it."""
+        host = snap.host
         dropped = CounterMetricFamily(
             "wg_tuner_softnet_dropped", "softnet backlog drops", labels=["cpu"]
         )
@@ -361,37 +420,25 @@ class SnapshotCollector(Collector):
             yield GaugeMetricFamily(
                 "wg_tuner_conntrack_max", "Conntrack table size", value=host.conntrack.max
             )
-        sysctl = GaugeMetricFamily(
-            "wg_tuner_sysctl_value", "Numeric value of a watched sysctl", labels=["key"]
-        )
-        for key, value in snap.knobs.sysctls.items():
-            if value is not None and value.isdigit():
-                sysctl.add_metric([key], int(value))
-        yield sysctl
-        yield GaugeMetricFamily(
-            "wg_tuner_observe_errors",
-            "Interfaces that could not be read in the last observation",
-            value=len(snap.errors),
-        )
-        yield GaugeMetricFamily(
-            "wg_tuner_snapshot_timestamp_seconds",
-            "When the snapshot was taken",
-            value=snap.taken_at,
-        )
 
 
 def registry_for(
-    snapshot: Snapshot, extra: Iterable[Collector] = (), peer_names: str = PWE
+    snapshot: Snapshot,
+    extra: Iterable[Collector] = (),
+    peer_names: str = PWE,
+    *,
+    host_series: bool = False,
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshot, peer_names=peer_names))
+    registry.register(SnapshotCollector(snapshot, peer_names=peer_names, host_series=host_series))
     for collector in extra:
         registry.register(collector)
     return registry
 
 
-def render(snapshot: Snapshot, peer_names: str = PWE) -> str:
-    return generate_latest(registry_for(snapshot, peer_names=peer_names)).decode("utf-8")
+def render(snapshot: Snapshot, peer_names: str = PWE, *, host_series: bool = False) -> str:
+    registry = registry_for(snapshot, peer_names=peer_names, host_series=host_series)
+    return generate_latest(registry).decode("utf-8")
 
 
 def write_registry_textfile(registry: CollectorRegistry, path: Path) -> None:
@@ -402,5 +449,8 @@ def write_registry_textfile(registry: CollectorRegistry, path: Path) -> None:
     write_atomic(path, generate_latest(registry).decode("utf-8"), mode=0o644, dir_mode=0o755)
 
 
-def write_textfile(snapshot: Snapshot, path: Path, peer_names: str = PWE) -> None:
-    write_registry_textfile(registry_for(snapshot, peer_names=peer_names), path)
+def write_textfile(
+    snapshot: Snapshot, path: Path, peer_names: str = PWE, *, host_series: bool = False
+) -> None:
+    registry = registry_for(snapshot, peer_names=peer_names, host_series=host_series)
+    write_registry_textfile(registry, path)
