@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -106,3 +108,24 @@ def test_plan_help_lists_the_exit_codes() -> None:
     proc = cli(["plan", "--help"])
     assert proc.returncode == 0
     assert "64" in proc.stdout and "changes would be applied" in proc.stdout
+
+
+def test_version_and_help_import_nothing_heavy() -> None:
+    """--version and --help end in the parser: no pyroute2, prometheus_client, structlog
+    or engine is imported (their imports were most of a 0.4 s start)."""
+    code = (
+        "import sys\n"
+        "from tuner.cli import main\n"
+        "for argv in (['--version'], ['--help'], ['run', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = [m for m in ('pyroute2', 'prometheus_client', 'structlog', 'yaml',\n"
+        "         'tuner.commands', 'tuner.engine.executor') if m in sys.modules]\n"
+        "print('HEAVY:' + ','.join(heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY:", out.stdout[-500:]

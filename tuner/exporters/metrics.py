@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tuner.exporters.naming import PEER_NAMES, PWE, WE
 from tuner.files import write_atomic
 from tuner.model.probe import MtuProbe, Reachability
 from tuner.model.snapshot import Link, Snapshot
@@ -54,16 +55,6 @@ probing), so no counter is scraped twice under two names."""
 def _netstat_field(proto: str, name: str) -> str:
     """node_exporter's field name: ``Udp6_RcvbufErrors`` for snmp6's ``Udp6RcvbufErrors``."""
     return f"{proto}_{name.removeprefix(proto)}"
-
-
-PWE = "prometheus_wireguard_exporter"
-WE = "wireguard_exporter"
-PEER_NAMES = (PWE, WE, "both")
-"""Whose metric names and labels the per-peer WireGuard series use: MindFlavor's
-prometheus_wireguard_exporter (``wireguard_sent_bytes_total{interface,...}``, the
-default, what the shipped rules and dashboard query), mdlayher's wireguard_exporter
-(``wireguard_peer_transmit_bytes_total{device,public_key}`` and its ``_info`` series), or
-both while dashboards move."""
 
 
 def _sorted_ips(ips: Iterable[str]) -> str:
