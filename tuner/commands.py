@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from tuner import exit_codes
 from tuner.actuators import registry
@@ -37,9 +37,9 @@ from tuner.exporters.controller_metrics import (
 )
 from tuner.exporters.metrics import (
     render,
-    write_registry_textfile,
     write_textfile,
 )
+from tuner.exporters.serve import Rendered, serve
 from tuner.exporters.snapshot_json import snapshot_to_data
 from tuner.exporters.status import render_text
 from tuner.journal.journal import FREEZE_CLEARED, OPEN_STATES, Cause, Journal, fold
@@ -498,9 +498,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         )
         registry_.register(ControllerCollector(state))
+        rendered = Rendered()
+        rendered.update(registry_)  # the controller's series before the first cycle
         if listen is not None:
             try:
-                start_http_server(listen[1], addr=listen[0], registry=registry_)
+                serve(listen[0], listen[1], rendered)
             except OSError as exc:
                 raise PortBusy(
                     f"cannot serve metrics on {listen[0]}:{listen[1]}: {exc.strerror} "
@@ -509,9 +511,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.info("metrics.listening", address=listen[0], port=listen[1])
 
         def after_cycle(s: ControllerState) -> None:
+            rendered.update(registry_)  # once per cycle: scrapes and the textfile share it
             if args.textfile:
                 try:
-                    write_registry_textfile(registry_, args.textfile)
+                    rendered.write_textfile(args.textfile)
                 except OSError as exc:
                     log.warning("metrics.textfile_failed", error=str(exc))
 

@@ -432,12 +432,16 @@ def render(snapshot: Snapshot, peer_names: str = PWE, *, host_series: bool = Fal
     return generate_latest(registry).decode("utf-8")
 
 
-def write_registry_textfile(registry: CollectorRegistry, path: Path) -> None:
+def write_exposition(path: Path, text: str) -> None:
     """Atomic (temp file, fsync, rename in the same directory) and world-readable (0644)
     whatever the umask: node_exporter runs unprivileged, and the unit's UMask=0077 would
     otherwise make every series silently invisible to it. The temporary name does not
     end in ``.prom``, so the collector never reads a half-written file."""
-    write_atomic(path, generate_latest(registry).decode("utf-8"), mode=0o644, dir_mode=0o755)
+    write_atomic(path, text, mode=0o644, dir_mode=0o755)
+
+
+def write_registry_textfile(registry: CollectorRegistry, path: Path) -> None:
+    write_exposition(path, generate_latest(registry).decode("utf-8"))
 
 
 def write_textfile(
