@@ -14,10 +14,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tuner.exporters.exposition import Rows, text
 from tuner.exporters.naming import PEER_NAMES, PWE, WE
 from tuner.files import write_atomic
 from tuner.model.probe import MtuProbe, Reachability
@@ -152,61 +153,68 @@ class SnapshotCollector(Collector):
         device = GaugeMetricFamily(
             "wireguard_device_info", "Metadata about a device.", labels=labels
         )
-        info = GaugeMetricFamily(
+        info = Rows(
             "wireguard_peer_info",
             "Metadata about a peer. The public_key label on peer metrics refers to the "
             "peer's public key; not the device's public key.",
-            labels=[*labels, "allowed_ips", "endpoint", "name"],
+            "gauge",
+            [*labels, "allowed_ips", "endpoint", "name"],
         )
-        rx = CounterMetricFamily(
+        rx = Rows(
             "wireguard_peer_receive_bytes",
             "Number of bytes received from a given peer.",
-            labels=labels,
+            "counter",
+            labels,
         )
-        tx = CounterMetricFamily(
+        tx = Rows(
             "wireguard_peer_transmit_bytes",
             "Number of bytes transmitted to a given peer.",
-            labels=labels,
+            "counter",
+            labels,
         )
-        last = GaugeMetricFamily(
+        last = Rows(
             "wireguard_peer_last_handshake_seconds",
             "UNIX timestamp for the last handshake with a given peer.",
-            labels=labels,
+            "gauge",
+            labels,
         )
         for iface in snap.interfaces:
             device.add_metric([iface.name, iface.public_key or ""], 1)
             for peer in iface.peers:
                 key = [iface.name, peer.public_key]
                 name = iface.peer_names.get(peer.public_key, "")
-                info.add_metric([*key, _sorted_ips(peer.allowed_ips), peer.endpoint or "", name], 1)
-                rx.add_metric(key, peer.rx_bytes)
-                tx.add_metric(key, peer.tx_bytes)
-                last.add_metric(key, int(peer.latest_handshake))
+                info.add([*key, _sorted_ips(peer.allowed_ips), peer.endpoint or "", name], 1)
+                rx.add(key, peer.rx_bytes)
+                tx.add(key, peer.tx_bytes)
+                last.add(key, int(peer.latest_handshake))
         yield from (device, info, rx, tx, last)
 
     @staticmethod
     def _peers(snap: Snapshot, *, mindflavor: bool = True) -> Iterator[Metric]:
         # prometheus_wireguard_exporter's labels, friendly_name included ("" = none).
         labels = ["interface", "public_key", "allowed_ips", "friendly_name"]
-        sent = CounterMetricFamily("wireguard_sent_bytes", "Bytes sent to the peer", labels=labels)
-        received = CounterMetricFamily(
-            "wireguard_received_bytes", "Bytes received from the peer", labels=labels
+        sent = Rows("wireguard_sent_bytes", "Bytes sent to the peer", "counter", labels)
+        received = Rows(
+            "wireguard_received_bytes", "Bytes received from the peer", "counter", labels
         )
-        handshake = GaugeMetricFamily(
+        handshake = Rows(
             "wireguard_latest_handshake_seconds",
             "Unix time of the latest handshake (0 = never)",
-            labels=labels,
+            "gauge",
+            labels,
         )
-        keepalive = GaugeMetricFamily(
+        keepalive = Rows(
             "wg_tuner_peer_persistent_keepalive_seconds",
             "Persistent keepalive interval (0 = off)",
-            labels=["interface", "public_key"],
+            "gauge",
+            ["interface", "public_key"],
         )
-        info = GaugeMetricFamily(
+        info = Rows(
             "wg_tuner_peer_info",
             "1 per peer: its endpoint and friendly name (joined on interface and public_key, "
             "so a roaming endpoint does not make new series on every counter)",
-            labels=["interface", "public_key", "friendly_name", "endpoint"],
+            "gauge",
+            ["interface", "public_key", "friendly_name", "endpoint"],
         )
         mtu = GaugeMetricFamily("wg_tuner_interface_mtu", "Interface MTU", labels=["interface"])
         sock_drops = CounterMetricFamily(
@@ -249,11 +257,11 @@ class SnapshotCollector(Collector):
             for peer in iface.peers:
                 name = names.get(peer.public_key, "")
                 values = [iface.name, peer.public_key, ",".join(peer.allowed_ips), name]
-                info.add_metric([iface.name, peer.public_key, name, peer.endpoint or ""], 1)
-                sent.add_metric(values, peer.tx_bytes)
-                received.add_metric(values, peer.rx_bytes)
-                handshake.add_metric(values, int(peer.latest_handshake))
-                keepalive.add_metric([iface.name, peer.public_key], peer.persistent_keepalive)
+                info.add([iface.name, peer.public_key, name, peer.endpoint or ""], 1)
+                sent.add(values, peer.tx_bytes)
+                received.add(values, peer.rx_bytes)
+                handshake.add(values, int(peer.latest_handshake))
+                keepalive.add([iface.name, peer.public_key], peer.persistent_keepalive)
         if mindflavor:
             yield from (sent, received, handshake)
         yield from (keepalive, info, mtu)
@@ -261,32 +269,33 @@ class SnapshotCollector(Collector):
 
     def _probes(self) -> Iterator[Metric]:
         labels = ["interface", "public_key"]
-        mtu = GaugeMetricFamily(
+        mtu = Rows(
             "wg_tuner_probe_path_mtu_bytes",
             "Largest tunnel MTU the newest path-MTU probe of the peer passed",
-            labels=labels,
+            "gauge",
+            labels,
         )
-        at = GaugeMetricFamily(
-            "wg_tuner_probe_timestamp_seconds", "Unix time of that probe", labels=labels
-        )
-        rtt = GaugeMetricFamily(
+        at = Rows("wg_tuner_probe_timestamp_seconds", "Unix time of that probe", "gauge", labels)
+        rtt = Rows(
             "wg_tuner_peer_rtt_seconds",
             "Median round-trip time of small echoes through the tunnel",
-            labels=labels,
+            "gauge",
+            labels,
         )
-        loss = GaugeMetricFamily(
+        loss = Rows(
             "wg_tuner_peer_echo_loss_ratio",
             "Share of those echoes that got no reply",
-            labels=labels,
+            "gauge",
+            labels,
         )
         for probe in self.probes:
-            at.add_metric([probe.interface, probe.peer], probe.at)
+            at.add([probe.interface, probe.peer], probe.at)
             if probe.tunnel_mtu is not None:
-                mtu.add_metric([probe.interface, probe.peer], probe.tunnel_mtu)
+                mtu.add([probe.interface, probe.peer], probe.tunnel_mtu)
         for reach in self.reachability:
-            loss.add_metric([reach.interface, reach.peer], reach.loss)
+            loss.add([reach.interface, reach.peer], reach.loss)
             if reach.rtt_ms is not None:
-                rtt.add_metric([reach.interface, reach.peer], reach.rtt_ms / 1000)
+                rtt.add([reach.interface, reach.peer], reach.rtt_ms / 1000)
         yield from (mtu, at, rtt, loss)
 
     def _links(self, snap: Snapshot) -> Iterator[Metric]:
@@ -429,7 +438,7 @@ def registry_for(
 
 def render(snapshot: Snapshot, peer_names: str = PWE, *, host_series: bool = False) -> str:
     registry = registry_for(snapshot, peer_names=peer_names, host_series=host_series)
-    return generate_latest(registry).decode("utf-8")
+    return text(registry.collect())
 
 
 def write_exposition(path: Path, text: str) -> None:
@@ -441,7 +450,7 @@ def write_exposition(path: Path, text: str) -> None:
 
 
 def write_registry_textfile(registry: CollectorRegistry, path: Path) -> None:
-    write_exposition(path, generate_latest(registry).decode("utf-8"))
+    write_exposition(path, text(registry.collect()))
 
 
 def write_textfile(

@@ -16,8 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from tuner.exporters.exposition import render_registry
 from tuner.exporters.metrics import write_exposition
 
 
@@ -30,7 +31,7 @@ class Rendered:
         self._lock = threading.Lock()
 
     def update(self, registry: CollectorRegistry) -> bytes:
-        body = generate_latest(registry)
+        body = render_registry(registry)
         with self._lock:
             self._body, self._gzipped = body, None
         return body
