@@ -80,6 +80,12 @@ def _prober(args: argparse.Namespace) -> PathProber:
     return PathProber(ProbeSettings(timeout=timeout), ProbeMemory(memory_path))
 
 
+def _json(data: object) -> str:
+    """Indented for a terminal; compact otherwise, where json's C encoder runs (an indent
+    forces the pure-Python one: 0.6 s of a 10,000-peer ``status --format json``)."""
+    return json.dumps(data, sort_keys=True, indent=2 if sys.stdout.isatty() else None)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     require_root("wg-tuner status")
     observer = _observer()
@@ -96,8 +102,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             snapshot, [(i.name, p.public_key) for i in snapshot.interfaces for p in i.peers]
         )
     if args.format == "json":
-        json.dump(snapshot_to_data(snapshot, rate), sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        sys.stdout.write(_json(snapshot_to_data(snapshot, rate)) + "\n")
     else:
         sys.stdout.write(render_text(snapshot, rate))
     return EXIT_ERROR if snapshot.errors else EXIT_OK
