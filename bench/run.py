@@ -387,10 +387,21 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--onset-runs", type=int, default=3)
     parser.add_argument(
-        "--only", choices=("journal", "kernel"), help="regenerate just this section of --out"
+        "--only",
+        choices=("journal", "kernel", "commands"),
+        help="regenerate just this section of --out",
     )
     args = parser.parse_args()
-    from bench import journal_bench, kernel_read
+    from bench import commands, journal_bench, kernel_read
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.only == "commands":
+        result = commands.run(sizes, args.repeat)
+        commands.plot(result)
+        section = commands.render(result)
+        args.out.write_text(replace_section(args.out.read_text(), section))
+        print("\n".join(section))
+        return 0
 
     if args.only == "kernel":
         kernel = kernel_read.render(kernel_read.run())
@@ -404,13 +415,16 @@ def main() -> int:
         return 0
     if os.geteuid() != 0:
         raise SystemExit("make bench needs root (namespaces, wireguard-go)")
-    rows = read_benchmark([int(s) for s in args.sizes.split(",")], args.repeat)
+    rows = read_benchmark(sizes, args.repeat)
     probe_rows = probe_benchmark(max(3, args.repeat // 2))
     onset_rows = onset_benchmark(args.onset_runs) if args.onset_runs else []
     text = replace_section(
         render(rows, probe_rows, onset_rows), journal_bench.render(journal_bench.run())
     )
     text = replace_section(text, kernel_read.render(kernel_read.run()))
+    scale = commands.run(sizes, args.repeat)
+    commands.plot(scale)
+    text = replace_section(text, commands.render(scale))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
