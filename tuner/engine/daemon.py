@@ -23,7 +23,7 @@ import structlog
 
 from tuner.core.guards import Decision
 from tuner.core.plan import Plan
-from tuner.engine import sdnotify
+from tuner.engine import memory, sdnotify
 from tuner.engine.executor import BatchResult, Executor
 from tuner.engine.planning import Planner, decision_context
 from tuner.errors import PolicyError, TunerError
@@ -102,6 +102,7 @@ class Daemon:
             self.state.last_cycle_seconds = duration
             self.state.cycle_seconds_sum += duration
             self.on_cycle(self.state)
+            memory.release()  # the cycle's peak back to the system, not kept until the next
             if first:
                 sdnotify.notify("READY=1")
                 first = False
