@@ -23,8 +23,10 @@ from typing import Any
 from tuner.actuators.irq import IrqAffinityActuator
 from tuner.actuators.keepalive import GenetlinkWg, KeepaliveActuator
 from tuner.actuators.mtu import MtuActuator, NetlinkLinks
+from tuner.actuators.offload import OffloadActuator
 from tuner.actuators.sysctl import SysctlActuator
-from tuner.errors import NotRevertible, PermanentActuatorError
+from tuner.adapters.ethtool import EthtoolFeatures
+from tuner.errors import NotApplicable, NotRevertible, PermanentActuatorError
 from tuner.model.target import Target
 from tuner.observe.paths import HostPaths
 
@@ -258,6 +260,61 @@ def main() -> int:
         act.revert(rps, prior)
         assert mask.endswith("3") and act.read(rps) == prior, (mask, prior)
         return {"irqs": moved, "rps": {"queue": rps.name, "mask_set": mask, "prior": prior}}
+
+    @check("offloads_on_virtio_net")
+    def offloads() -> dict[str, Any]:
+        # The real virtio-net driver: its changeable features set and reverted exactly
+        # through ethtool netlink, each read back with the ethtool binary; a feature the
+        # driver fixes is refused and left as it was.
+        nic = next(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith("e"))
+
+        def ethtool_k() -> dict[str, str]:
+            out = sh("ethtool", "-k", nic)
+            return {
+                k.strip(): v.strip()
+                for k, v in (x.split(":", 1) for x in out.splitlines()[1:] if ":" in x)
+            }
+
+        act = OffloadActuator(EthtoolFeatures())
+        toggled = {}
+        for feature, shown in (
+            ("rx-gro", "generic-receive-offload"),
+            ("rx-udp-gro-forwarding", "rx-udp-gro-forwarding"),
+            ("tx-generic-segmentation", "generic-segmentation-offload"),
+        ):
+            target = Target("offload", f"{nic}/{feature}")
+            assert act.check(target) is None, (feature, act.check(target))
+            prior = act.read(target)
+            other = "off" if prior == "on" else "on"
+            assert act.apply(target, other) is True
+            during = ethtool_k()[shown]
+            act.revert(target, prior)
+            after = ethtool_k()[shown]
+            assert during.startswith(other) and after.startswith(str(prior)), (feature, during)
+            assert act.read(target) == prior
+            toggled[feature] = f"{prior} -> {other} -> {prior}"
+        fixed = [k for k, v in ethtool_k().items() if v.endswith("[fixed]")]
+        assert fixed, "virtio-net fixes some features (e.g. its hardware checksums)"
+        names = {  # ethtool's display names of the features wg-tuner may write
+            "rx-checksumming": "rx-checksum",
+            "tx-udp-segmentation": "tx-udp-segmentation",
+            "rx-gro-list": "rx-gro-list",
+            "tx-tcp-segmentation": "tx-tcp-segmentation",
+            "tx-tcp6-segmentation": "tx-tcp6-segmentation",
+        }
+        kernel_name = next((names[k] for k in fixed if k in names), None)
+        assert kernel_name, f"none of {sorted(names)} is fixed here: {fixed}"
+        target = Target("offload", f"{nic}/{kernel_name}")
+        reason = act.check(target)
+        assert reason is not None and "fixed" in reason, reason
+        before = ethtool_k()
+        try:
+            act.apply(target, "off" if act.read(target) == "on" else "on")
+            raise AssertionError(f"{kernel_name} (fixed) was accepted")
+        except NotApplicable:
+            pass
+        assert ethtool_k() == before, "a refused feature changed something"
+        return {"nic": nic, "toggled": toggled, "refused": kernel_name, "fixed": len(fixed)}
 
     @check("managed_irq_refuses_and_is_not_revertible")
     def managed() -> dict[str, Any]:

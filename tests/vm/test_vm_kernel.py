@@ -107,3 +107,17 @@ def test_a_kernel_managed_irq_refuses_and_is_held_as_not_revertible(
     refused = passed(report, "managed_irq_refuses_and_is_not_revertible")["refused"]
     assert len(refused) >= 2  # one per request queue
     assert all("rejects writes" in why for why in refused.values()), refused
+
+
+def test_offloads_on_the_real_virtio_net_driver(report: dict[str, Any], figure: FigureFn) -> None:
+    """GRO, UDP GRO forwarding and GSO on virtio-net set and reverted exactly (read back
+    with the ethtool binary); a feature the driver fixes is refused, nothing changed."""
+    entry = passed(report, "offloads_on_virtio_net")
+    assert len(entry["toggled"]) == 3 and entry["refused"], entry
+    figure(
+        "Kernel (VM)",
+        "NIC offloads on Debian's virtio-net driver (VM): changeable features set and "
+        "reverted through ethtool netlink; a fixed one",
+        f"{len(entry['toggled'])} set and reverted exactly; {entry['refused']} refused, "
+        "nothing changed",
+    )
