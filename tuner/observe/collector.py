@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tuner.adapters.ethtool import EthtoolFeatures, FeaturePort
+from tuner.adapters.journald import Journald
 from tuner.adapters.kmsg import Kmsg
 from tuner.adapters.netlink import Netlink
 from tuner.adapters.nft import Nft
@@ -68,9 +69,10 @@ class Observer:
         # NIC features are the live host's: a test's fake tree has none unless given.
         live = self.paths.root == Path("/")
         self.features = features if features is not None else (EthtoolFeatures() if live else None)
-        # The kernel log is the live host's: a test's fake tree has none.
+        # The kernel log and the journal are the live host's: a test's fake tree has none.
         self.logs = logs or LogWatch(
-            Kmsg(str(self.paths.root / "dev/kmsg"), lookback=RECENT, monotonic=monotonic)
+            Kmsg(str(self.paths.root / "dev/kmsg"), lookback=RECENT, monotonic=monotonic),
+            *((Journald(lookback=RECENT),) if live else ()),
         )
         self.clock = clock
         self.monotonic = monotonic

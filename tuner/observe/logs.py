@@ -1,4 +1,5 @@
-"""Kernel log lines, classified into the event kinds policies and operators use.
+"""Kernel log lines and the userspace WireGuard's journal lines, classified into the
+event kinds policies and operators use.
 
 Only lines that match a kind are kept, as (kind, device, time); their text is not
 stored, so nothing a log line says (a hostile one included) reaches a report, a metric
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from tuner.adapters.kmsg import Kmsg, KmsgRecord
 from tuner.model.snapshot import LogEvent
@@ -23,7 +25,22 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("link_up", re.compile(rf"ADDRCONF\(NETDEV_CHANGE\): {_DEV}: link becomes ready")),
     ("netfilter_log", re.compile(r"\bIN=\S* OUT=\S* .*\bSRC=\S+ DST=\S+")),
     ("fragmentation", re.compile(r"(?i)\b(?:fragmentation needed|frag(?:ment)? needed|pmtu)\b")),
+    # WireGuard's own lines: the kernel module's (with dynamic debug on) and wireguard-go's
+    # ("DEBUG: (wg0) 2026/12/02 15:00:00 peer(AbCd…WxYz) - ..." in the journal).
+    (
+        "handshake_retry",
+        re.compile(rf"^wireguard: {_DEV}: Handshake for peer .* did not complete after"),
+    ),
+    (
+        "handshake_retry",
+        re.compile(rf"^[A-Z]+: \({_DEV}\) .*Handshake did not complete after \d+ seconds"),
+    ),
+    (
+        "send_error",
+        re.compile(rf"^[A-Z]+: \({_DEV}\) .*Failed to send (?:handshake|data|keepalive)"),
+    ),
     ("wireguard", re.compile(rf"^wireguard: {_DEV}: ")),
+    ("userspace_error", re.compile(rf"^ERROR: \({_DEV}\) ")),
 )
 """First match wins; ``dev`` names the link where the line says one."""
 KINDS = tuple(dict.fromkeys(kind for kind, _ in PATTERNS))
@@ -43,11 +60,20 @@ def classify(text: str) -> tuple[str, str] | None:
     return None
 
 
-class LogWatch:
-    """Keeps the recent classified events and the counts since it started."""
+class LogSource(Protocol):
+    """A log read from a cursor: each call returns the records new since the last."""
 
-    def __init__(self, source: Kmsg | None = None) -> None:
-        self.source = source if source is not None else Kmsg(lookback=RECENT)
+    available: bool
+
+    def read(self) -> list[KmsgRecord]: ...
+
+
+class LogWatch:
+    """Keeps the recent classified events of its sources (the kernel log, the journal)
+    and the counts since it started."""
+
+    def __init__(self, *sources: LogSource) -> None:
+        self.sources: Sequence[LogSource] = sources or (Kmsg(lookback=RECENT),)
         self.recent: deque[LogEvent] = deque(maxlen=RECENT_MAX)
         self.counts: Counter[str] = Counter()
 
@@ -59,11 +85,12 @@ class LogWatch:
                 self.counts[hit[0]] += 1
 
     def poll(self, now: float) -> tuple[tuple[LogEvent, ...], dict[str, int]]:
-        self.feed(self.source.read())
+        for source in self.sources:
+            self.feed(source.read())
         while self.recent and self.recent[0].at < now - RECENT:
             self.recent.popleft()
         return tuple(self.recent), dict(self.counts)
 
     @property
     def available(self) -> bool:
-        return self.source.available
+        return any(source.available for source in self.sources)
