@@ -516,12 +516,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.info("metrics.listening", address=listen[0], port=listen[1])
 
         def after_cycle(s: ControllerState) -> None:
-            rendered.update(registry_)  # once per cycle: scrapes and the textfile share it
-            if args.textfile:
-                try:
-                    rendered.write_textfile(args.textfile)
-                except OSError as exc:
-                    log.warning("metrics.textfile_failed", error=str(exc))
+            try:  # once per cycle: scrapes and the textfile share it
+                rendered.update(registry_, args.textfile)
+            except OSError as exc:
+                log.warning("metrics.textfile_failed", error=str(exc))
 
         daemon = Daemon(
             planner,

@@ -7,16 +7,21 @@ crash leaves no partial file behind. The temp file is never followed through a s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
-def write_atomic(
-    path: Path, text: str, mode: int = 0o600, *, keep_mode: bool = False, dir_mode: int = 0o700
-) -> None:
-    """Replace ``path`` with ``text``; ``mode`` for the new file, or the old file's mode
-    when ``keep_mode`` and it exists. Missing parent directories get ``dir_mode``."""
+@contextlib.contextmanager
+def atomic_writer(
+    path: Path, mode: int = 0o600, *, keep_mode: bool = False, dir_mode: int = 0o700
+) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` when the block ends (fsynced, renamed; mode
+    ``mode``, or the old file's when ``keep_mode``), and is removed if it raises.
+    Missing parent directories get ``dir_mode``."""
     if keep_mode and path.exists():
         mode = path.stat().st_mode & 0o7777
     if not path.parent.is_dir():
@@ -25,8 +30,8 @@ def write_atomic(
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
@@ -34,3 +39,11 @@ def write_atomic(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_atomic(
+    path: Path, text: str, mode: int = 0o600, *, keep_mode: bool = False, dir_mode: int = 0o700
+) -> None:
+    """Replace ``path`` with ``text`` (see ``atomic_writer``)."""
+    with atomic_writer(path, mode, keep_mode=keep_mode, dir_mode=dir_mode) as fh:
+        fh.write(text.encode("utf-8"))

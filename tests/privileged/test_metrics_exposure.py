@@ -8,23 +8,33 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
 from tests.conftest import cli
 from tuner.exit_codes import PORT_BUSY
 from tuner.exporters.metrics import write_registry_textfile
+from tuner.exporters.serve import Rendered
 
 
-def test_the_textfile_is_world_readable_whatever_the_umask(tmp_path: Path) -> None:
+def _daemon(registry: CollectorRegistry, target: Path) -> None:
+    Rendered().update(registry, target)
+
+
+@pytest.mark.parametrize("write", [write_registry_textfile, _daemon], ids=["metrics", "run"])
+def test_the_textfile_is_world_readable_whatever_the_umask(
+    tmp_path: Path, write: Callable[[CollectorRegistry, Path], None]
+) -> None:
     registry = CollectorRegistry()
     Gauge("wg_tuner_test", "a test gauge", registry=registry).set(1)
     target = tmp_path / "node-exporter" / "wg_tuner.prom"
     old = os.umask(0o077)  # the shipped unit's UMask
     try:
-        write_registry_textfile(registry, target)
-        write_registry_textfile(registry, target)  # a second cycle replaces it
+        write(registry, target)
+        write(registry, target)  # a second cycle replaces it
     finally:
         os.umask(old)
     assert stat.S_IMODE(target.stat().st_mode) == 0o644

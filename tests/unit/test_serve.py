@@ -6,9 +6,10 @@ import gzip
 import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from tuner.exporters.serve import Rendered, serve
 
@@ -53,3 +54,21 @@ def test_a_taken_port_is_an_oserror_for_the_caller_to_name() -> None:
         taken.listen()
         with pytest.raises(OSError):
             serve("127.0.0.1", taken.getsockname()[1], Rendered())
+
+
+def test_the_textfile_is_the_served_text_and_a_failed_write_keeps_scrapes_fresh(
+    tmp_path: Path,
+) -> None:
+    registry = CollectorRegistry()
+    gauge = Gauge("wg_tuner_example", "an example", registry=registry)
+    gauge.set(3)
+    rendered = Rendered()
+    target = tmp_path / "wg_tuner.prom"
+    rendered.update(registry, target)
+    assert target.read_bytes() == rendered.body() == generate_latest(registry)
+    gauge.set(4)
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    with pytest.raises(OSError):
+        rendered.update(registry, blocked / "wg_tuner.prom")  # its directory cannot exist
+    assert b"wg_tuner_example 4.0" in rendered.body()  # served text moved on regardless

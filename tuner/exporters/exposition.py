@@ -10,11 +10,11 @@ a family of a type wg-tuner does not write goes through ``generate_latest`` itse
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString as _go_float
 
@@ -103,15 +103,16 @@ def _plain(metric: Metric) -> bool:
     )
 
 
-def text(metrics: Iterable[Metric]) -> str:
-    out: list[str] = []
+def chunks(metrics: Iterable[Metric]) -> Iterator[str]:
+    """The exposition one family at a time (a writer need not hold all of it)."""
     for metric in metrics:
         if _plain(metric):
+            out: list[str] = []
             _family(metric, out)
+            yield "".join(out)
         else:
-            out.append(generate_latest(_One(metric)).decode("utf-8"))
-    return "".join(out)
+            yield generate_latest(_One(metric)).decode("utf-8")
 
 
-def render_registry(registry: CollectorRegistry) -> bytes:
-    return text(registry.collect()).encode("utf-8")
+def text(metrics: Iterable[Metric]) -> str:
+    return "".join(chunks(metrics))

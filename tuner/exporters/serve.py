@@ -2,9 +2,11 @@
 
 Rendering 10,000 peers' series takes far longer than a scrape should, and the values
 only change once per cycle anyway. So the daemon renders its registry once per cycle
-(``Rendered.update``), and every scrape and the textfile get those bytes: a scrape
-costs a memory copy whatever the peer count, and several Prometheus servers scraping
-the same host cost no more than one.
+(``Rendered.update``), a family at a time, into the textfile and a gzip stream: a
+scrape costs a memory copy whatever the peer count, several Prometheus servers cost no
+more than one, and what stays in memory between cycles is the compressed text (about
+a tenth of it; 17 MB of text at 50,000 peers was held twice over before). A client
+that does not take gzip (curl without --compressed) gets it decompressed.
 """
 
 from __future__ import annotations
@@ -12,40 +14,41 @@ from __future__ import annotations
 import gzip
 import socket
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
-from tuner.exporters.exposition import render_registry
-from tuner.exporters.metrics import write_exposition
+from tuner.exporters.exposition import chunks
+from tuner.files import atomic_writer
 
 
 class Rendered:
-    """The newest exposition text, swapped whole so a reader never sees half of one."""
+    """The newest exposition, gzipped, swapped whole so a reader never sees half of one."""
 
     def __init__(self) -> None:
-        self._body = b""
-        self._gzipped: bytes | None = None
-        self._lock = threading.Lock()
+        self._gzipped = gzip.compress(b"")
 
-    def update(self, registry: CollectorRegistry) -> bytes:
-        body = render_registry(registry)
-        with self._lock:
-            self._body, self._gzipped = body, None
-        return body
+    def update(self, registry: CollectorRegistry, textfile: Path | None = None) -> None:
+        """Render ``registry`` once; then, when given, write ``textfile`` from it (atomic,
+        0644 in a 0755 directory: node_exporter reads it unprivileged). An OSError
+        writing the textfile is raised after the served text was already updated."""
+        packer = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: a gzip stream
+        parts = [packer.compress(chunk.encode("utf-8")) for chunk in chunks(registry.collect())]
+        parts.append(packer.flush())
+        self._gzipped = packed = b"".join(parts)  # one reference swap: old or new, whole
+        if textfile is not None:
+            unpacker = zlib.decompressobj(31)
+            with atomic_writer(textfile, 0o644, dir_mode=0o755) as out:
+                for start in range(0, len(packed), 1 << 18):
+                    out.write(unpacker.decompress(packed[start : start + (1 << 18)]))
+                out.write(unpacker.flush())
 
     def body(self, *, gzipped: bool = False) -> bytes:
-        with self._lock:
-            if not gzipped:
-                return self._body
-            if self._gzipped is None:  # once per render, for the first scraper asking
-                self._gzipped = gzip.compress(self._body, compresslevel=1)
-            return self._gzipped
-
-    def write_textfile(self, path: Path) -> None:
-        write_exposition(path, self.body().decode("utf-8"))
+        packed = self._gzipped
+        return packed if gzipped else gzip.decompress(packed)
 
 
 class _Handler(BaseHTTPRequestHandler):
