@@ -250,6 +250,69 @@ def main() -> int:
         assert lines, text[-2000:] + journal("wg-tuner")
         return {"series": len(lines)}
 
+    @check("the_deployed_daemon_counts_wireguard_gos_journal")
+    def wireguard_go_journal() -> dict[str, Any]:
+        """wireguard-go under a unit of its own (verbose), logging to the real journald:
+        a peer nobody answers gives handshake retries and failed sends (the VM has no
+        route out), and the deployed daemon counts them from the journal."""
+        deployed()
+        env = ("LOG_LEVEL=verbose", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1")
+        subprocess.run(
+            ["systemd-run", "--unit=wgt-wggo", *(f"--setenv={e}" for e in env),
+             "wireguard-go", "-f", "wgj0"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        try:
+            wait_for("wgj0", lambda: Path("/sys/class/net/wgj0").exists(), 60)
+            key = subprocess.run(["wg", "genkey"], capture_output=True, text=True, check=True)
+            nobody = subprocess.run(
+                ["wg", "pubkey"], input=key.stdout, capture_output=True, text=True, check=True
+            )
+            keyfile = Path("/run/wgt-wggo.key")
+            keyfile.write_text(key.stdout)
+            subprocess.run(
+                ["wg", "set", "wgj0", "private-key", str(keyfile), "listen-port", "51830",
+                 "peer", nobody.stdout.strip(), "endpoint", "192.0.2.9:51820",
+                 "allowed-ips", "10.77.0.2/32"],
+                check=True,
+            )  # fmt: skip
+            subprocess.run(["ip", "addr", "add", "10.77.0.1/24", "dev", "wgj0"], check=True)
+            subprocess.run(["ip", "link", "set", "wgj0", "up"], check=True)
+            pinger = subprocess.Popen(
+                ["ping", "-i", "1", "-w", "100", "10.77.0.2"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+            def counts() -> dict[str, float]:
+                with urllib.request.urlopen("http://127.0.0.1:10586/metrics", timeout=10) as r:
+                    text = r.read().decode()
+                found = re.findall(r'wg_tuner_log_events_total\{kind="(\w+)"\} (\S+)', text)
+                return {kind: float(value) for kind, value in found}
+
+            try:
+                wait_for(
+                    "handshake retries counted from the journal",
+                    lambda: counts().get("handshake_retry", 0) >= 1,
+                    150,
+                )
+                got = counts()
+            finally:
+                pinger.kill()
+                pinger.wait()
+            lines = subprocess.run(
+                ["journalctl", "--no-pager", "-o", "cat", "_COMM=wireguard-go"],
+                capture_output=True, text=True, check=False,
+            ).stdout  # fmt: skip
+            assert "Handshake did not complete" in lines, lines[-2000:]
+            return {
+                "handshake_retry": got.get("handshake_retry", 0),
+                "send_error": got.get("send_error", 0),
+                "journal_lines": len(lines.splitlines()),
+            }
+        finally:
+            subprocess.run(["systemctl", "stop", "wgt-wggo"], check=False)
+
     @check("second_deploy_changes_nothing")
     def second() -> dict[str, Any]:
         deployed()

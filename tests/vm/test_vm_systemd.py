@@ -112,5 +112,21 @@ def test_the_deployed_daemon_reads_the_kernel_log(report: dict[str, Any]) -> Non
     assert passed(report, "the_deployed_daemon_reads_the_kernel_log")["series"] >= 5
 
 
+def test_the_deployed_daemon_counts_wireguard_gos_journal(
+    report: dict[str, Any], figure: FigureFn
+) -> None:
+    """wireguard-go under a unit of its own logs to the real journald; the deployed
+    daemon (its sandbox, journalctl from a cursor) counts the retries."""
+    entry = passed(report, "the_deployed_daemon_counts_wireguard_gos_journal")
+    assert entry["handshake_retry"] >= 1, entry
+    figure(
+        "Kernel (VM)",
+        "wireguard-go (LOG_LEVEL=verbose) under its own unit with a peer nobody answers "
+        "(systemd VM, real journald) -> the deployed daemon's journal counters",
+        f"handshake_retry {entry['handshake_retry']:.0f}, send_error "
+        f"{entry['send_error']:.0f} ({entry['journal_lines']} wireguard-go lines)",
+    )
+
+
 def test_a_second_deploy_changes_nothing(report: dict[str, Any]) -> None:
     assert passed(report, "second_deploy_changes_nothing")["changed"] == 0
