@@ -27,6 +27,7 @@ from tuner.actuators.offload import OffloadActuator
 from tuner.actuators.sysctl import SysctlActuator
 from tuner.adapters.ethtool import EthtoolFeatures
 from tuner.errors import NotApplicable, NotRevertible, PermanentActuatorError
+from tuner.lab.vm import TAP_GUEST, TAP_HOST
 from tuner.model.target import Target
 from tuner.observe.paths import HostPaths
 
@@ -260,6 +261,56 @@ def main() -> int:
         act.revert(rps, prior)
         assert mask.endswith("3") and act.read(rps) == prior, (mask, prior)
         return {"irqs": moved, "rps": {"queue": rps.name, "mask_set": mask, "prior": prior}}
+
+    @check("irq_counts_follow_the_affinity_under_load")
+    def irq_load() -> dict[str, Any]:
+        # Real receive interrupts: a ping flood to the tap's host end, whose replies come
+        # in on the NIC's input queues. Each queue's IRQ is moved to one CPU, then to the
+        # other, through the actuator; /proc/interrupts must count the flood's interrupts
+        # on the CPU the mask names, and the exact prior masks come back at the end.
+        nic = next(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith("e"))
+        sh("ip", "addr", "add", f"{TAP_GUEST}/24", "dev", nic)
+        sh("ip", "link", "set", nic, "up")
+        inputs = [
+            int(line.split(":")[0])
+            for line in Path("/proc/interrupts").read_text().splitlines()
+            if "-input." in line
+        ]
+        assert inputs, "no virtio-net input queue IRQs"
+
+        def per_cpu() -> list[int]:
+            total = [0, 0]
+            for line in Path("/proc/interrupts").read_text().splitlines():
+                head = line.split(":")[0].strip()
+                if head.isdigit() and int(head) in inputs:
+                    cols = line.split(":")[1].split()
+                    total = [total[0] + int(cols[0]), total[1] + int(cols[1])]
+            return total
+
+        def flood() -> list[int]:
+            before = per_cpu()
+            sh("ping", "-f", "-q", "-c", "2000", "-s", "512", TAP_HOST)
+            after = per_cpu()
+            return [after[0] - before[0], after[1] - before[1]]
+
+        act = IrqAffinityActuator(HostPaths())
+        targets = [Target("irq_affinity", f"irq/{irq}") for irq in inputs]
+        priors = [act.read(t) for t in targets]
+        seen = {}
+        try:
+            for cpu in ("1", "0"):
+                for target in targets:
+                    act.apply(target, cpu)
+                seen[cpu] = flood()
+        finally:
+            for target, prior in zip(targets, priors, strict=True):
+                act.revert(target, prior)
+        restored = [act.read(t) for t in targets]
+        on1, on0 = seen["1"], seen["0"]
+        assert on1[1] >= 50 and on1[0] <= on1[1] // 10, seen
+        assert on0[0] >= 50 and on0[1] <= on0[0] // 10, seen
+        assert restored == priors, (restored, priors)
+        return {"irqs": inputs, "to_cpu1": on1, "to_cpu0": on0, "priors": priors}
 
     @check("offloads_on_virtio_net")
     def offloads() -> dict[str, Any]:

@@ -121,3 +121,17 @@ def test_offloads_on_the_real_virtio_net_driver(report: dict[str, Any], figure: 
         f"{len(entry['toggled'])} set and reverted exactly; {entry['refused']} refused, "
         "nothing changed",
     )
+
+
+def test_irq_counts_follow_the_affinity_under_load(
+    report: dict[str, Any], figure: FigureFn
+) -> None:
+    """A ping flood's receive interrupts land on the CPU the actuator's mask names, on
+    one CPU and then the other; the exact prior masks come back."""
+    entry = passed(report, "irq_counts_follow_the_affinity_under_load")
+    figure(
+        "Kernel (VM)",
+        "virtio-net input queue IRQs moved to CPU 1, then CPU 0, under a ping flood (VM) "
+        "-> interrupts counted on [CPU 0, CPU 1]",
+        f"{entry['to_cpu1']} then {entry['to_cpu0']}; prior masks restored",
+    )

@@ -140,6 +140,11 @@ class VmResult:
     console: str
 
 
+TAP = "wgtvmtap"
+TAP_HOST, TAP_GUEST = "192.0.2.1", "192.0.2.2"
+"""The NIC's two ends (TEST-NET-1, inside the run's namespace and the VM only)."""
+
+
 @dataclass
 class Vm:
     """One kind of VM; each ``run`` boots it afresh (nothing survives between runs)."""
@@ -148,7 +153,8 @@ class Vm:
     memory: str = "1G"
     queues: int = 2
     """A multi-queue virtio-net NIC (0: none): real per-queue MSI-X IRQs. Its host end is
-    a tap device in a network namespace made for this run and deleted after it."""
+    a tap device in a network namespace made for this run and deleted after it, up with
+    ``TAP_HOST`` so the guest's NIC can carry real traffic (to that address only)."""
     disk_queues: int = 0
     """A multi-queue virtio-blk disk (0: none) on a sparse file of this run: blk-mq gives
     its request queues kernel-managed IRQs, which refuse affinity writes."""
@@ -180,10 +186,16 @@ class Vm:
         if self.queues:
             netns = f"wgtvm-{os.getpid()}-{secrets.token_hex(2)}"
             run(["ip", "netns", "add", netns])
+            # Made before QEMU, which attaches its queues to it: the host end has an
+            # address and answers the guest (pings), all inside this run's namespace.
+            tap = ["ip", "-n", netns]
+            run([*tap, "tuntap", "add", "dev", TAP, "mode", "tap", "multi_queue"])
+            run([*tap, "addr", "add", f"{TAP_HOST}/24", "dev", TAP])
+            run([*tap, "link", "set", TAP, "up"])
             vectors = 2 * self.queues + 2
             qemu_opts.append(
                 f"-netdev tap,id=mq0,queues={self.queues},script=no,"
-                "downscript=no,vhost=off,ifname=wgtvmtap "
+                f"downscript=no,vhost=off,ifname={TAP} "
                 f"-device virtio-net-pci,netdev=mq0,mq=on,vectors={vectors}"
             )
         return qemu_opts, netns
