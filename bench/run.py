@@ -365,6 +365,14 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def stamped(section: list[str], only: str) -> list[str]:
+    """A section regenerated alone says when, at which commit, and by what."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body = section[:-1] if section and section[-1] == "" else section
+    return [*body, "", f"_This section: `python -m bench.run --only {only}`, {now}, "
+            f"commit `{git_commit()}`._"]  # fmt: skip
+
+
 def replace_section(text: str, section: list[str]) -> str:
     """``text`` with the section of the same heading replaced (or added at the end)."""
     heading = section[0]
@@ -388,28 +396,40 @@ def main() -> int:
     parser.add_argument("--onset-runs", type=int, default=3)
     parser.add_argument(
         "--only",
-        choices=("journal", "kernel", "commands"),
+        choices=("journal", "kernel", "commands", "read"),
         help="regenerate just this section of --out",
     )
     args = parser.parse_args()
     from bench import commands, journal_bench, kernel_read
 
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.only == "read":
+        if os.geteuid() != 0:
+            raise SystemExit("the read benchmark needs root (namespaces, wireguard-go)")
+        text = args.out.read_text()
+        fresh = render(read_benchmark(sizes, args.repeat), [], []).split("\n")
+        for heading in ("## Reading one interface", "## Daemon cycle and memory"):
+            start = fresh.index(heading)
+            end = next(i for i in range(start + 1, len(fresh)) if fresh[i].startswith("## "))
+            text = replace_section(text, stamped(fresh[start:end], "read"))
+        args.out.write_text(text)
+        print(text)
+        return 0
     if args.only == "commands":
         result = commands.run(sizes, args.repeat)
         commands.plot(result)
-        section = commands.render(result)
+        section = stamped(commands.render(result), "commands")
         args.out.write_text(replace_section(args.out.read_text(), section))
         print("\n".join(section))
         return 0
 
     if args.only == "kernel":
-        kernel = kernel_read.render(kernel_read.run())
+        kernel = stamped(kernel_read.render(kernel_read.run()), "kernel")
         args.out.write_text(replace_section(args.out.read_text(), kernel))
         print("\n".join(kernel))
         return 0
     if args.only == "journal":
-        journal = journal_bench.render(journal_bench.run())
+        journal = stamped(journal_bench.render(journal_bench.run()), "journal")
         args.out.write_text(replace_section(args.out.read_text(), journal))
         print("\n".join(journal))
         return 0
