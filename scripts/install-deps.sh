@@ -6,9 +6,11 @@ set -euo pipefail
 # prometheus-node-exporter: the textfile collector as a real consumer (tests start their own).
 # qemu-system-x86, busybox-static, kmod: the VM lab (Debian's stock kernel, see install-vm-kernel.sh).
 # systemd-journal-remote: writes real journal files for the journal reader's tests (no journald here).
+# iputils-ping: a ping flood brings real receive interrupts to the VM's NIC.
 # ethtool: an independent reading of NIC features in the offload tests (wg-tuner itself uses netlink).
 pkgs=(wireguard-go wireguard-tools nftables iperf3 iproute2 procps util-linux iptables systemd prometheus
-      prometheus-node-exporter qemu-system-x86 busybox-static kmod ethtool systemd-journal-remote)
+      prometheus-node-exporter qemu-system-x86 busybox-static kmod ethtool systemd-journal-remote
+      iputils-ping)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -278,8 +278,14 @@ def main() -> int:
             )  # fmt: skip
             subprocess.run(["ip", "addr", "add", "10.77.0.1/24", "dev", "wgj0"], check=True)
             subprocess.run(["ip", "link", "set", "wgj0", "up"], check=True)
+            sender = (  # traffic for the peer: wireguard-go starts handshakes for it
+                "import socket,time\n"
+                "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                "for _ in range(300):\n"
+                "    s.sendto(b'x',('10.77.0.2',9)); time.sleep(0.5)\n"
+            )
             pinger = subprocess.Popen(
-                ["ping", "-i", "1", "-w", "100", "10.77.0.2"],
+                [sys.executable, "-S", "-c", sender],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
