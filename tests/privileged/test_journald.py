@@ -112,3 +112,18 @@ def test_journalctl_runs_at_most_once_per_interval(journal: Path) -> None:
     assert reader.read() == []  # too soon: nothing spawned, nothing lost
     clock[0] += 4
     assert len(reader.read()) == 1
+
+
+def test_a_journalctl_that_hangs_or_fails_is_stopped_and_said(tmp_path: Path) -> None:
+    hangs, fails = tmp_path / "hangs", tmp_path / "fails"
+    hangs.write_text("#!/bin/sh\nexec sleep 30\n")
+    fails.write_text("#!/bin/sh\necho 'Failed to open journal' >&2\nexit 3\n")
+    for script in (hangs, fails):
+        script.chmod(0o755)
+    journal = [tmp_path / "x.journal"]
+    slow = Journald(files=journal, binary=str(hangs), timeout=1, min_interval=0)
+    began = time.monotonic()
+    assert slow.read() == []
+    assert time.monotonic() - began < 10 and slow.failure == "no answer in 1 s"
+    broken = Journald(files=journal, binary=str(fails), min_interval=0)
+    assert broken.read() == [] and broken.failure == "exit status 3" and broken.available

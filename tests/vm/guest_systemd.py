@@ -66,6 +66,36 @@ def journal(unit: str) -> str:
     return status.stdout + lines.stdout
 
 
+def journal_diagnosis(counts: dict[str, float]) -> str:
+    """What the daemon counted, what the journal holds, how long journalctl takes here,
+    and whether the kernel saw a seccomp kill: for a failed journal check's message."""
+
+    def run(*argv: str) -> str:
+        began = time.monotonic()
+        out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+        took = time.monotonic() - began
+        return f"$ {' '.join(argv)} (rc {out.returncode}, {took:.1f} s)\n{out.stdout[-1500:]}"
+
+    return "\n".join(
+        [
+            f"daemon's log counters: {counts}",
+            run("journalctl", "--no-pager", "-o", "cat", "-n", "8", "_COMM=wireguard-go"),
+            run(
+                "journalctl",
+                "--output=json",
+                "--no-pager",
+                "--quiet",
+                "--boot",
+                "--output-fields=MESSAGE,PRIORITY",
+                "--since=-600s",
+                "_COMM=wireguard-go",
+            ),
+            run("journalctl", "--no-pager", "-o", "cat", "-n", "15", "-u", "wg-tuner"),
+            run("sh", "-c", "journalctl -k --no-pager -o cat | grep -iE 'seccomp|audit' | tail"),
+        ]  # fmt: skip
+    )
+
+
 def deploy() -> dict[str, Any]:
     """ansible-playbook deploy.yml against this machine; returns the recap's counts."""
     variables = {
@@ -297,11 +327,14 @@ def main() -> int:
                 return {kind: float(value) for kind, value in found}
 
             try:
-                wait_for(
-                    "handshake retries counted from the journal",
-                    lambda: counts().get("handshake_retry", 0) >= 1,
-                    150,
-                )
+                try:
+                    wait_for(
+                        "handshake retries counted from the journal",
+                        lambda: counts().get("handshake_retry", 0) >= 1,
+                        150,
+                    )
+                except AssertionError:
+                    raise AssertionError(journal_diagnosis(counts())) from None
                 got = counts()
             finally:
                 pinger.kill()

@@ -20,7 +20,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import structlog
+
 from tuner.adapters.kmsg import PER_READ, TEXT_MAX, KmsgRecord
+
+log = structlog.get_logger("tuner.journald")
 
 JOURNAL_DIRS = (Path("/run/log/journal"), Path("/var/log/journal"))
 WIREGUARD_GO = ("_COMM=wireguard-go",)
@@ -63,7 +67,7 @@ class Journald:
         lookback: float = 600.0,
         files: Sequence[Path] = (),
         binary: str = "journalctl",
-        timeout: float = 5.0,
+        timeout: float = 15.0,
         journal_dirs: Sequence[Path] = JOURNAL_DIRS,
         min_interval: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
@@ -81,6 +85,8 @@ class Journald:
         self._last_run: float | None = None
         self.cursor: str | None = None
         self.available = True
+        self.failure: str | None = None
+        """Why the last journalctl run failed (exit status, signal, timeout), or None."""
 
     def _has_journal(self) -> bool:
         if self.files:
@@ -117,7 +123,13 @@ class Journald:
         except OSError:
             self.available = False  # no journalctl here
             return []
-        stopper = threading.Timer(self.timeout, proc.kill)
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
+            proc.kill()
+
+        stopper = threading.Timer(self.timeout, stop)
         stopper.start()
         out: list[KmsgRecord] = []
         try:
@@ -131,10 +143,20 @@ class Journald:
                 if len(out) >= PER_READ:
                     break
         finally:
+            if len(out) >= PER_READ:
+                proc.kill()  # the rest waits for the next read, after our cursor
+            proc.communicate()  # the timer still stops one that never ends
             stopper.cancel()
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate()
+        failure = (
+            f"no answer in {self.timeout:.0f} s"
+            if timed_out.is_set()
+            else f"exit status {proc.returncode}"
+            if proc.returncode not in (0, None, -9)
+            else None
+        )
+        if failure != self.failure and failure is not None:
+            log.warning("journal.read_failed", why=failure, entries=len(out))
+        self.failure = failure
         return out
 
     def close(self) -> None:
