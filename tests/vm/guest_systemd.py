@@ -92,7 +92,7 @@ def journal_diagnosis(counts: dict[str, float]) -> str:
             ),
             run("journalctl", "--no-pager", "-o", "cat", "-n", "15", "-u", "wg-tuner"),
             run("sh", "-c", "journalctl -k --no-pager -o cat | grep -iE 'seccomp|audit' | tail"),
-        ]  # fmt: skip
+        ]
     )
 
 
