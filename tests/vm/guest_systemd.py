@@ -294,12 +294,18 @@ def main() -> int:
         )  # fmt: skip
         try:
             wait_for("wgj0", lambda: Path("/sys/class/net/wgj0").exists(), 60)
-            key = subprocess.run(["wg", "genkey"], capture_output=True, text=True, check=True)
+
+            def genkey() -> str:
+                return subprocess.run(
+                    ["wg", "genkey"], capture_output=True, text=True, check=True
+                ).stdout
+
+            key = genkey()  # the interface's; the peer's below belongs to nobody
             nobody = subprocess.run(
-                ["wg", "pubkey"], input=key.stdout, capture_output=True, text=True, check=True
+                ["wg", "pubkey"], input=genkey(), capture_output=True, text=True, check=True
             )
             keyfile = Path("/run/wgt-wggo.key")
-            keyfile.write_text(key.stdout)
+            keyfile.write_text(key)
             subprocess.run(
                 ["wg", "set", "wgj0", "private-key", str(keyfile), "listen-port", "51830",
                  "peer", nobody.stdout.strip(), "endpoint", "192.0.2.9:51820",
