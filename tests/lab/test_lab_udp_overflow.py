@@ -37,8 +37,9 @@ RMEM_MAX = Target("sysctl", "net.core.rmem_max")
 
 
 def rcvbuf_errors(lab: Lab) -> float:
-    """Udp RcvbufErrors of namespace a, as wg-tuner exports it."""
-    text = cli(["metrics"], netns=lab.topo.a.netns, check=True).stdout
+    """Udp RcvbufErrors of namespace a, as wg-tuner exports it for a host without
+    node_exporter (``--host-series``; node_exporter has it as node_netstat_Udp_RcvbufErrors)."""
+    text = cli(["metrics", "--host-series"], netns=lab.topo.a.netns, check=True).stdout
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.labels.get("protocol") == "Udp" and s.labels.get("counter") == "RcvbufErrors":
