@@ -516,6 +516,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.info("metrics.listening", address=listen[0], port=listen[1])
 
         def after_cycle(s: ControllerState) -> None:
+            if listen is None and not args.textfile:
+                return  # nobody reads the metrics: rendering 50,000 peers would be waste
             try:  # once per cycle: scrapes and the textfile share it
                 rendered.update(registry_, args.textfile)
             except OSError as exc:
