@@ -11,7 +11,6 @@ ratios and the per-peer costs within one run mean anything.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import statistics
 import subprocess
@@ -21,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tuner.adapters.uapi import UapiClient
+from bench.run import add_peers, bench_interface
+from bench.run import measure as read_once
 
 REPO = Path(__file__).resolve().parent.parent
-SOCKETS = Path("/var/run/wireguard")
 PLOT = REPO / "docs" / "benchmarks-scale.png"
 SCRAPES = 200
 GOALS = (
@@ -148,17 +147,9 @@ def daemon(netns: str, cycles: int, *, scrape: bool) -> dict[str, float]:
     return result
 
 
-def add_peers(client: UapiClient, ifname: str, start: int, stop: int) -> None:
-    from bench.run import add_peers as add
-
-    add(client, ifname, start, stop)
-
-
 def measure(netns: str, ifname: str, peers: int, repeat: int) -> dict[str, Any]:
-    from bench.run import measure as read
-
     row: dict[str, Any] = {"peers": peers}
-    row["read_ms"] = read(netns, ifname, repeat)["interface_read_ms"]
+    row["read_ms"] = read_once(netns, ifname, repeat)["interface_read_ms"]
     row["wg_show_ms"] = wall_ms(in_netns(netns, ["wg", "show", ifname, "dump"]), repeat)
     row["metrics_ms"] = wall_ms(in_netns(netns, tuner("metrics")), repeat)
     status = tuner("status", "--format", "json", "--sample", "0")
@@ -168,28 +159,7 @@ def measure(netns: str, ifname: str, peers: int, repeat: int) -> dict[str, Any]:
 
 
 def run(sizes: list[int], repeat: int) -> dict[str, Any]:
-    tag = secrets.token_hex(3)
-    netns, ifname = f"wgbench-{tag}", f"wgbench{tag}"
-    subprocess.run(["ip", "netns", "add", netns], check=True)
-    subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)  # the scrapes
-    proc = None
-    try:
-        env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
-        proc = subprocess.Popen(
-            in_netns(netns, ["wireguard-go", "-f", ifname]),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = UapiClient(SOCKETS, timeout=60)
-        deadline = time.monotonic() + 10
-        while not client.has_socket(ifname):
-            if time.monotonic() > deadline:
-                raise SystemExit("wireguard-go did not start")
-            time.sleep(0.05)
-        client.set(
-            ifname, [("private_key", secrets.token_bytes(32).hex()), ("listen_port", "51997")]
-        )
+    with bench_interface(51997) as (netns, ifname, client):
         version = wall_ms(tuner("--version"), repeat * 2)
         rows, have = [], 0
         for size in sorted({0, *sizes}):
@@ -198,11 +168,6 @@ def run(sizes: list[int], repeat: int) -> dict[str, Any]:
             print(f"bench: commands at {size} peers ...", file=sys.stderr)
             rows.append(measure(netns, ifname, size, repeat))
         return {"version_ms": version, "rows": rows}
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
-        subprocess.run(["ip", "netns", "del", netns], check=False)
 
 
 def _extra(rows: list[dict[str, Any]], key: str, row: dict[str, Any]) -> float:

@@ -4,6 +4,7 @@ measure reading it, and write docs/benchmarks.md. Needs root; removes what it ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -13,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tuner.adapters.uapi import UapiClient
@@ -97,10 +99,14 @@ def daemon_footprint(netns: str, cycles: int) -> dict[str, float]:
     }
 
 
-def read_benchmark(sizes: list[int], repeat: int) -> list[dict[str, float]]:
+@contextlib.contextmanager
+def bench_interface(listen_port: int) -> Iterator[tuple[str, str, UapiClient]]:
+    """A throwaway namespace (loopback up) with a wireguard-go interface and its config
+    client; both are removed at the end."""
     tag = secrets.token_hex(3)
     netns, ifname = f"wgbench-{tag}", f"wgbench{tag}"
     subprocess.run(["ip", "netns", "add", netns], check=True)
+    subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
     proc = None
     try:
         env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
@@ -117,8 +123,19 @@ def read_benchmark(sizes: list[int], repeat: int) -> list[dict[str, float]]:
                 raise SystemExit("wireguard-go did not start")
             time.sleep(0.05)
         client.set(
-            ifname, [("private_key", secrets.token_bytes(32).hex()), ("listen_port", "51999")]
+            ifname,
+            [("private_key", secrets.token_bytes(32).hex()), ("listen_port", str(listen_port))],
         )
+        yield netns, ifname, client
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+
+
+def read_benchmark(sizes: list[int], repeat: int) -> list[dict[str, float]]:
+    with bench_interface(51999) as (netns, ifname, client):
         rows, have = [], 0
         for size in sorted(sizes):
             add_peers(client, ifname, have, size)
@@ -128,11 +145,6 @@ def read_benchmark(sizes: list[int], repeat: int) -> list[dict[str, float]]:
             row.update(daemon_footprint(netns, cycles=max(10, repeat * 2)))
             rows.append(row)
         return rows
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
-        subprocess.run(["ip", "netns", "del", netns], check=False)
 
 
 def probe_benchmark(repeat: int) -> list[dict[str, object]]:
