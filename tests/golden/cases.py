@@ -32,6 +32,7 @@ from tuner.model.snapshot import (
     WgInterface,
     frozen_map,
 )
+from tuner.observe.nat import NatTracker
 
 HERE = Path(__file__).parent
 T0 = 1_790_000_000.0
@@ -78,6 +79,9 @@ class Sample:
     """eth0's changeable NIC features, e.g. (("rx-gro", "off"),)."""
     threads: tuple[int, int] = (0, 0)
     """cumulative CPU ticks of wireguard-go's two busiest threads (pid 4242)."""
+    keepalive: int = 0
+    sources: tuple[str, ...] = ()
+    """local source addresses of the route to the peer's endpoint (NAT detection)."""
 
 
 def snapshot(s: Sample) -> Snapshot:
@@ -89,7 +93,7 @@ def snapshot(s: Sample) -> Snapshot:
         0.0 if s.handshake_age is None else taken - s.handshake_age,
         s.rx,
         s.tx,
-        0,
+        s.keepalive,
     )
     link = Link("wg0", 5, "tun", 1420, "UNKNOWN")
     iface = WgInterface(
@@ -107,6 +111,7 @@ def snapshot(s: Sample) -> Snapshot:
             if s.implementation is Implementation.USERSPACE
             else None
         ),
+        sources=s.sources,
     )
     probes = ()
     if s.probe_mtu is not None or s.probe_outcome is not ProbeOutcome.OK:
@@ -172,10 +177,13 @@ def snapshot(s: Sample) -> Snapshot:
 
 
 def series(n: int, dt: float, step: Callable[[int, Sample], Sample]) -> list[Snapshot]:
-    out, sample = [], Sample(0.0)
+    """``n`` snapshots ``dt`` apart, each folded through the real NAT tracker in order,
+    as the observer does."""
+    out, sample, nat = [], Sample(0.0), NatTracker()
     for i in range(n):
         sample = step(i, replace(sample, t=i * dt))
-        out.append(snapshot(sample))
+        snap = snapshot(sample)
+        out.append(replace(snap, nat=nat.update(snap)))
     return out
 
 
@@ -227,6 +235,57 @@ def cases() -> list[Case]:
             ),
             (("nat-keepalive-churn", "keepalive", "0", "25", "admit"),),
             ("nat-keepalive-churn",),
+        ),
+        Case(
+            "nat-churn-bounds-the-keepalive",
+            "rx, 10 s of the hub sending alone, then the peer on a new port: the mapping "
+            "lived under 15 s, so the keepalive is 10",
+            series(
+                4,
+                5,
+                lambda i, s: replace(
+                    s,
+                    rx=s.rx + (10 if i in (1, 3) else 0),
+                    tx=s.tx + 10,
+                    endpoint_port=40000 + (i == 3),
+                ),
+            ),
+            (("nat-keepalive-churn", "keepalive", "0", "10", "admit"),),
+            ("nat-keepalive-churn",),
+        ),
+        Case(
+            "nat-churn-with-keepalive-steps-down",
+            "a new port although a 25 s keepalive was on: one rung down",
+            series(
+                3,
+                10,
+                lambda i, s: replace(
+                    s, rx=s.rx + 10, tx=s.tx + 10, keepalive=25, endpoint_port=40000 + (i == 2)
+                ),
+            ),
+            (("nat-keepalive-step-down", "keepalive", "25", "15", "admit"),),
+            ("nat-keepalive-step-down",),
+        ),
+        Case(
+            "nat-churn-at-the-floor",
+            "a new port although a 10 s keepalive was on: nothing lower, a report",
+            series(
+                3,
+                10,
+                lambda i, s: replace(
+                    s, rx=s.rx + 10, tx=s.tx + 10, keepalive=10, endpoint_port=40000 + (i == 2)
+                ),
+            ),
+            (),
+            ("nat-keepalive-floor",),
+        ),
+        Case(
+            "nat-here-keeps-its-own-mapping",
+            "this host reaches the hub's public address from 100.64.0.2 (carrier-grade "
+            "NAT): a 15 s keepalive on its own entry",
+            series(2, 10, lambda i, s: replace(s, rx=s.rx + 10, sources=("100.64.0.2",))),
+            (("nat-keepalive-here", "keepalive", "0", "15", "admit"),),
+            ("nat-keepalive-here",),
         ),
         Case(
             "hard-down-peer",

@@ -11,9 +11,10 @@ from tests.fakehost import build_tree
 from tests.fakeuapi import daemon, make_reply
 from tuner.adapters.uapi import UapiClient, UapiDevice
 from tuner.errors import ObserveError
+from tuner.model.nat import endpoint_host
 from tuner.model.rates import delta, rates
 from tuner.model.snapshot import Implementation, Link, LinkCounters, Peer
-from tuner.observe.collector import Observer, endpoint_host
+from tuner.observe.collector import Observer
 from tuner.observe.paths import HostPaths
 from tuner.observe.wireguard import WireGuardReader
 
@@ -28,6 +29,9 @@ class FakeNetlink:
 
     def route_oifs(self, destinations: tuple[str, ...]) -> dict[str, int]:
         return {d: self.oifs[d] for d in destinations if d in self.oifs}
+
+    def route_sources(self, destinations: tuple[str, ...]) -> set[str]:
+        return set()
 
 
 def link(name: str, index: int, kind: str, rx: int = 0) -> Link:

@@ -76,6 +76,7 @@ class Netlink:
         self._routes: tuple[Route, ...] | None = None
         self._table = RouteTable(())
         self._oif_memo: dict[str, int | None] = {}
+        self._src_memo: dict[str, str | None] = {}
         self._socket: Any = None
 
     @contextmanager
@@ -138,11 +139,24 @@ class Netlink:
                                 prefixlen=int(msg["dst_len"]),
                                 oif=int(oif),
                                 priority=int(msg.get_attr("RTA_PRIORITY") or 0),
+                                prefsrc=msg.get_attr("RTA_PREFSRC"),
                             )
                         )
         except NetlinkFailure as exc:
             raise _classify(exc, "route dump") from exc
         return tuple(out)
+
+    def route_sources(self, destinations: tuple[str, ...]) -> set[str]:
+        """The distinct local source addresses of the routes to ``destinations`` (call
+        after ``route_oifs``, whose table dump this reuses)."""
+        memo, table, out = self._src_memo, self._table, set()
+        for dst in destinations:
+            src = memo.get(dst, "-")
+            if src == "-":
+                src = memo[dst] = table.source(dst)
+            if src:
+                out.add(src)
+        return out
 
     def route_oifs(self, destinations: tuple[str, ...]) -> dict[str, int]:
         """Output interface index of the route to each address (unroutable ones omitted).
@@ -155,7 +169,7 @@ class Netlink:
         routes = self.routes()
         if routes != self._routes or len(self._oif_memo) > OIF_MEMO:
             self._routes, self._table = routes, RouteTable(routes)
-            self._oif_memo = {}
+            self._oif_memo, self._src_memo = {}, {}
         memo, out = self._oif_memo, {}
         for dst in destinations:
             oif = memo.get(dst, -1)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from tuner.model.nat import LADDER, NatPeer, behind_nat, endpoint_host, keepalive_fit
+from tuner.model.nat import lookup as nat_lookup
 from tuner.model.probe import OVERHEAD_V4, OVERHEAD_V6, ProbeOutcome
 from tuner.model.rates import (
     Rates,
@@ -35,6 +37,7 @@ class Point:
         "_counters",
         "_deltas",
         "_index",
+        "_nat",
         "_prev_index",
         "_rates",
         "cur",
@@ -50,6 +53,13 @@ class Point:
         self._columns: dict[tuple[str, str], Sequence[float | None]] = {}
         self._deltas: dict[str, list[tuple[int, int] | None]] = {}
         self._counters: Mapping[str, Mapping[str, int]] | None = None
+        self._nat: Mapping[tuple[str, str], NatPeer] | None = None
+
+    def nat(self, interface: str, key: str) -> NatPeer | None:
+        """What the observer learnt about this peer's NAT (None: it never churned)."""
+        if self._nat is None:
+            self._nat = nat_lookup(self.cur.nat)
+        return self._nat.get((interface, key))
 
     @property
     def rates(self) -> Rates | None:
@@ -182,6 +192,43 @@ def endpoint_changed(p: Point, i: WgInterface, peer: Peer) -> float | None:
     if before is None:
         return None
     return float(before.endpoint != peer.endpoint and before.endpoint is not None)
+
+
+def churn_with_keepalive(p: Point, i: WgInterface, peer: Peer) -> float | None:
+    """1 when the endpoint changed although the same keepalive was on before and after:
+    the keepalive does not keep this NAT's mapping open."""
+    before = p.prev_peer(i.name, peer.public_key)
+    if before is None:
+        return None
+    keepalive = before.persistent_keepalive
+    return float(
+        keepalive > 0
+        and peer.persistent_keepalive == keepalive
+        and before.endpoint is not None
+        and before.endpoint != peer.endpoint
+    )
+
+
+def nat_lifetime(p: Point, i: WgInterface, peer: Peer) -> float | None:
+    nat = p.nat(i.name, peer.public_key)
+    return None if nat is None else nat.lifetime
+
+
+def nat_churns(p: Point, i: WgInterface, peer: Peer) -> float:
+    nat = p.nat(i.name, peer.public_key)
+    return 0.0 if nat is None else float(nat.churns)
+
+
+def nat_keepalive_fit(p: Point, i: WgInterface, peer: Peer) -> float:
+    churning = churn_with_keepalive(p, i, peer) == 1.0
+    return float(keepalive_fit(nat_lifetime(p, i, peer), peer.persistent_keepalive, churning))
+
+
+def nat_here(p: Point, i: WgInterface, peer: Peer) -> float | None:
+    if not peer.endpoint:
+        return None
+    host = endpoint_host(peer.endpoint)
+    return None if host is None else float(behind_nat(host, i.sources))
 
 
 def handshake_age_column(p: Point, i: WgInterface) -> list[float | None]:
@@ -534,6 +581,44 @@ CATALOGUE: dict[str, Metric] = {
             "persistent keepalive (0: off)",
             peer=lambda p, i, peer: float(peer.persistent_keepalive),
             column=keepalive_column,
+        ),
+        Metric(
+            "peer.churn_with_keepalive",
+            "peer",
+            "bool",
+            "1 when the endpoint changed while the same persistent keepalive was on",
+            peer=churn_with_keepalive,
+        ),
+        Metric(
+            "peer.nat_churns",
+            "peer",
+            "count",
+            "endpoint replacements seen since wg-tuner started",
+            peer=nat_churns,
+        ),
+        Metric(
+            "peer.nat_lifetime",
+            "peer",
+            "s",
+            "upper bound on the peer's NAT mapping lifetime, from its endpoint churns "
+            "(none before the first)",
+            peer=nat_lifetime,
+        ),
+        Metric(
+            "peer.keepalive_fit",
+            "peer",
+            "s",
+            f"the highest of {'/'.join(map(str, LADDER))} s below peer.nat_lifetime and, "
+            "when the endpoint churns with a keepalive on, below that keepalive",
+            peer=nat_keepalive_fit,
+        ),
+        Metric(
+            "peer.nat_here",
+            "peer",
+            "bool",
+            "1 when this host reaches the peer's public endpoint from translated "
+            "addresses only (RFC 1918, RFC 6598 shared, link-local): it is behind a NAT",
+            peer=nat_here,
         ),
         Metric(
             "probe.tunnel_mtu",

@@ -30,8 +30,9 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
-    value: float | None = None
-    """For "not worse" checks: the error rate measured, compared with the baseline's."""
+    value: float | str | None = None
+    """For "not worse" checks: the error rate measured, compared with the baseline's;
+    for ``peer_endpoint_stable``: the endpoint."""
 
 
 WORSE_FACTOR = 1.5
@@ -129,12 +130,34 @@ class Health:
                     return CheckResult(name, True, "handshakes fresh")
                 got = self._echo(snapshot, iface, SMALL_PACKET, peer)
                 return CheckResult(name, bool(got), f"stale handshake; tunnel reachable: {got}")
+            if name == "peer_endpoint_stable":
+                return self._endpoint_stable(snapshot, iface, peer, baseline)
             if name in NOT_WORSE or name in STOPS or name in LOCAL_RATES:
                 return self._not_worse(name, snapshot, before, baseline)
         except (TunerError, OSError, ValueError) as exc:
             return CheckResult(name, False, f"check failed: {exc}")
         # The loader refuses unknown names; one that reaches here anyway never passes.
         return CheckResult(name, False, f"unknown health check {name!r}")
+
+    @staticmethod
+    def _endpoint_stable(
+        snapshot: Snapshot, interface: str | None, key: str | None, baseline: CheckResult | None
+    ) -> CheckResult:
+        name = "peer_endpoint_stable"
+        iface = snapshot.interface(interface or "")
+        found = next((p for p in iface.peers if p.public_key == key), None) if iface else None
+        now = found.endpoint if found is not None else None
+        if baseline is None:
+            return CheckResult(name, True, f"endpoint {now}", now)
+        was = baseline.value if isinstance(baseline.value, str) else None
+        if was is None or now is None or now == was:
+            return CheckResult(name, True, f"endpoint {now} (at the change: {was})", now)
+        return CheckResult(
+            name,
+            False,
+            f"endpoint churned {was} -> {now}: the NAT still forgets the mapping",
+            now,
+        )
 
     @staticmethod
     def _not_worse(
@@ -161,13 +184,14 @@ class Health:
                 for proto, key in counters
             )
         rate = grown / max(1.0, now.monotonic - before.monotonic)
-        if baseline is None or baseline.value is None:
+        base = baseline.value if baseline is not None else None
+        if not isinstance(base, float | int):
             return CheckResult(name, True, f"{rate:.2f}/s before the change", rate)
         factor = STOP_FACTOR if name in STOPS else WORSE_FACTOR
-        limit = baseline.value * factor + WORSE_SLACK
+        limit = base * factor + WORSE_SLACK
         return CheckResult(
             name,
             rate <= limit,
-            f"{rate:.2f}/s (before {baseline.value:.2f}/s, limit {limit:.2f}/s)",
+            f"{rate:.2f}/s (before {base:.2f}/s, limit {limit:.2f}/s)",
             rate,
         )

@@ -141,6 +141,7 @@ class SnapshotCollector(Collector):
         if self.peer_names != PWE:
             yield from self._wireguard_exporter(shown)
         yield from self._probes()
+        yield from self._nat(snap)
         yield from self._links(snap)
         yield from self._host(snap)
         if self.host_series:
@@ -266,6 +267,28 @@ class SnapshotCollector(Collector):
             yield from (sent, received, handshake)
         yield from (keepalive, info, mtu)
         yield from (sock_drops, sock_rcvbuf, sock_sndbuf, cpu, hot)
+
+    @staticmethod
+    def _nat(snap: Snapshot) -> Iterator[Metric]:
+        labels = ["interface", "public_key"]
+        churns = Rows(
+            "wg_tuner_peer_endpoint_changes",
+            "Times the peer's endpoint was replaced (NAT churn) since wg-tuner started; "
+            "peers that never churned have no series",
+            "counter",
+            labels,
+        )
+        lifetime = Rows(
+            "wg_tuner_peer_nat_lifetime_seconds",
+            "Upper bound on the peer's NAT mapping lifetime, from its endpoint churns",
+            "gauge",
+            labels,
+        )
+        for nat in snap.nat:
+            churns.add([nat.interface, nat.peer], nat.churns)
+            if nat.lifetime is not None:
+                lifetime.add([nat.interface, nat.peer], nat.lifetime)
+        yield from (churns, lifetime)
 
     def _probes(self) -> Iterator[Metric]:
         labels = ["interface", "public_key"]

@@ -144,6 +144,13 @@ def _lines(snapshot: Snapshot, rates: Rates | None) -> Iterator[str]:
             )
         for probe in probes:
             yield "  " + describe_probe(probe)
+        for nat in snapshot.nat:
+            if nat.interface == iface.name:
+                bound = f"{nat.lifetime:.0f} s or less" if nat.lifetime is not None else "unknown"
+                yield (
+                    f"  nat {nat.peer}: endpoint replaced {nat.churns} times, "
+                    f"mapping lifetime {bound}"
+                )
     host = snapshot.host
     yield ""
     parts = []

@@ -126,10 +126,33 @@ NAT_SYSCTLS = (
 )
 
 
+NAT_INSIDE = ("100.64.0.2", "100.64.0.1", 24)
+"""a's address, the NAT's inside address and their prefix while a is behind the NAT:
+RFC 6598 shared space, as a carrier-grade NAT hands out (so a's wg-tuner sees that it
+is behind a NAT, as on a real host)."""
+
+
+def _nat_addressing(topo: Topology, on: bool) -> None:
+    inside, gateway, plen = NAT_INSIDE
+    verb = "add" if on else "del"
+    check = on  # taking it away again must not stop at a half-made lab
+    run(
+        ["ip", "-n", topo.router, "addr", verb, f"{gateway}/{plen}", "dev", topo.router_a],
+        check=check,
+    )
+    run(
+        ["ip", "-n", topo.a.netns, "addr", verb, f"{inside}/{plen}", "dev", topo.a.veth],
+        check=check,
+    )
+    via = ["via", gateway, "src", inside] if on else ["via", topo.a.gateway]
+    run(["ip", "-n", topo.a.netns, "route", "replace", "default", *via])
+
+
 def nat_timeout_on(topo: Topology, timeout: int = 30) -> dict[str, Any]:
     if not 1 <= timeout <= 3600:
         raise LabError("NAT UDP timeout must be 1..3600 seconds")
     saved = {key: sysctl_read(topo.router, key) for key in NAT_SYSCTLS}
+    _nat_addressing(topo, True)
     nft_apply(
         topo.router,
         [
@@ -166,6 +189,7 @@ def nat_timeout_on(topo: Topology, timeout: int = 30) -> dict[str, Any]:
 
 def nat_timeout_off(topo: Topology, params: dict[str, Any]) -> None:
     _drop_table(topo, "lab_nat")
+    _nat_addressing(topo, False)
     for key, value in params.get("saved", {}).items():
         sysctl_write(topo.router, key, value)
 

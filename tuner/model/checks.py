@@ -30,6 +30,8 @@ POLICY_CHECKS: Mapping[str, str] = MappingProxyType(
         "or its tunnel address answers a small echo",
         "peer_handshake_fresh": "the changed peer's handshake is younger than 180 s, or its "
         "tunnel address answers a small echo",
+        "peer_endpoint_stable": "the changed peer's endpoint (address and port) stays the one "
+        "it had at the change: its NAT no longer forgets the mapping between packets",
         "tunnel_reachable": "a small DF echo through the tunnel is answered",
         "tunnel_probe_passes": "a DF echo of the new MTU's size, down to WireGuard's 16-byte "
         "padding grid, is answered through the tunnel",

@@ -13,6 +13,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from tuner.model.nat import NatPeer
 from tuner.model.probe import MtuProbe, Reachability
 
 
@@ -113,6 +114,8 @@ class WgInterface:
     process: ProcessCpu | None = None
     """The userspace implementation's process (the config socket's peer); None for
     kernel WireGuard, whose crypto runs in softirq (``host.cpus``)."""
+    sources: tuple[str, ...] = ()
+    """Local source addresses of the routes to its peers' endpoints (NAT detection)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +234,8 @@ class Snapshot:
     probes: tuple[MtuProbe, ...] = field(default=())
     """Active path-MTU probes made for this snapshot (empty unless asked for)."""
     reachability: tuple[Reachability, ...] = field(default=())
+    nat: tuple[NatPeer, ...] = field(default=())
+    """What the observer has learnt about peers' NATs (only peers whose endpoint churned)."""
 
     def interface(self, name: str) -> WgInterface | None:
         for iface in self.interfaces:

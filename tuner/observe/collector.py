@@ -14,6 +14,7 @@ from tuner.adapters.kmsg import Kmsg
 from tuner.adapters.netlink import Netlink
 from tuner.adapters.nft import Nft
 from tuner.adapters.uapi import UapiClient
+from tuner.model.nat import endpoint_host
 from tuner.model.snapshot import (
     HostCounters,
     Implementation,
@@ -26,20 +27,10 @@ from tuner.model.snapshot import (
 from tuner.observe import peer_names, procfs
 from tuner.observe.knobs import read_knobs
 from tuner.observe.logs import RECENT, LogWatch
+from tuner.observe.nat import NatTracker
 from tuner.observe.paths import HostPaths
 from tuner.observe.sockets import UdpSockets
 from tuner.observe.wireguard import WireGuardReader
-
-
-def endpoint_host(endpoint: str) -> str | None:
-    """``1.2.3.4:51820`` -> ``1.2.3.4``; ``[fe80::1%eth0]:51820`` -> ``fe80::1``."""
-    host, sep, _port = endpoint.rpartition(":")
-    if not sep or not host:
-        return None
-    if host.startswith("["):
-        host = host[1:-1]
-    return host.split("%", 1)[0]
-
 
 ENDPOINT_MEMO = 200_000
 """Endpoint strings remembered with their host part (endpoints rarely change)."""
@@ -77,6 +68,7 @@ class Observer:
         self.clock = clock
         self.monotonic = monotonic
         self._endpoint_hosts: dict[str, str] = {}
+        self.nat = NatTracker()
         self.names = peer_names.NameReader(
             peer_names.Source(
                 wg_quick=self.paths.etc("wireguard"), networkd=self.paths.etc("systemd/network")
@@ -119,11 +111,12 @@ class Observer:
                         found.add(h)
             iface_hosts.append(found)
         oifs = self.netlink.route_oifs(tuple(sorted(set().union(*iface_hosts))))
+        sources = [tuple(sorted(self.netlink.route_sources(tuple(f)))) for f in iface_hosts]
         wg_ifaces: list[WgInterface] = []
         underlay_names: set[str] = set()
         friendly = self.names.read(iface.name for iface in wg.interfaces)
         sockets = self.sockets.by_port(iface.listen_port for iface in wg.interfaces)
-        for iface, found in zip(wg.interfaces, iface_hosts, strict=True):
+        for iface, found, srcs in zip(wg.interfaces, iface_hosts, sources, strict=True):
             names = sorted(
                 {by_index[oifs[h]].name for h in found if h in oifs and oifs[h] in by_index}
             )
@@ -135,6 +128,7 @@ class Observer:
                     peer_names=frozen_map(friendly.get(iface.name, {})),
                     socket=sockets.get(iface.listen_port),
                     process=self._process(iface),
+                    sources=srcs,
                 )
             )
         underlays: tuple[Link, ...] = tuple(link for link in links if link.name in underlay_names)
@@ -152,7 +146,7 @@ class Observer:
             log_counts=frozen_map(counts),
             log_available=self.logs.available,
         )
-        return Snapshot(
+        snapshot = Snapshot(
             taken_at=taken_at,
             monotonic=monotonic,
             netns=self.netns_id(),
@@ -163,3 +157,6 @@ class Observer:
             notes=wg.notes + knob_notes,
             errors=wg.errors,
         )
+        if interfaces:
+            return snapshot  # a partial view would read as peers vanishing and returning
+        return replace(snapshot, nat=self.nat.update(snapshot))

@@ -23,6 +23,7 @@ import structlog
 
 from tuner.adapters.icmp import Pinger
 from tuner.files import write_atomic
+from tuner.model.nat import endpoint_host
 from tuner.model.probe import (
     LOWEST_PROBE,
     MIN_TUNNEL_MTU,
@@ -37,7 +38,6 @@ from tuner.model.probe import (
     bisect_mtu,
 )
 from tuner.model.snapshot import ACTIVE_HANDSHAKE_MAX, Peer, Snapshot, WgInterface
-from tuner.observe.collector import endpoint_host
 
 log = structlog.get_logger("tuner.probe")
 
