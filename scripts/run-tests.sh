@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test suite: the long soak run (a fault toggled for 10 minutes under the daemon)
-# runs in its own lab beside the main suite, so the whole takes about as long as the
-# longer of the two. Both must pass; pytest's exit 5 (nothing collected) is a failure.
+# The test suite: the long soak runs (a fault toggled for 10 minutes under the daemon,
+# the NAT timeouts; mostly waiting) run in their own lab beside the main suite, so the
+# whole takes about as long as the longer of the two. Both must pass; pytest's exit 5
+# (nothing collected) is a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python

@@ -20,7 +20,8 @@ from tests.lab.test_lab_daemon import Daemon, daemon
 from tests.reliability import FigureFn
 from tuner.lab.lab import Lab
 
-pytestmark = pytest.mark.timeout(600)
+# Mostly waiting on the NAT's timeout: run beside the main suite in a lab of their own.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.soak]
 
 
 def keepalive(lab: Lab, role: str) -> int:

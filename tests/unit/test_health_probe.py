@@ -96,3 +96,37 @@ def test_fragmentation_stops_counts_ipv6_fragments_too() -> None:
         baseline=base,
     )
     assert not still.ok, still  # IPv6 fragments did not stop: not verified
+
+
+@pytest.mark.parametrize(
+    ("name", "halved_passes"), [("softnet_drops_stop", False), ("softnet_drops_not_worse", True)]
+)
+def test_softnet_drops_stop_needs_the_drops_all_but_stopped(name: str, halved_passes: bool) -> None:
+    """udp-backlog's proof is its symptom's own counter: drops that only halved after
+    the backlog was raised did not stop, though they are not worse."""
+    from dataclasses import replace as with_
+
+    from tests.golden.cases import Sample, snapshot
+
+    start = Sample(t=0.0, softnet_drops=0)
+    health = Health(observer=None, prober=None, actuators={})  # type: ignore[arg-type]
+    check = HealthCheck(name)
+    target = Target("sysctl", "net.core.netdev_max_backlog")
+    base = health.run(
+        check,
+        target,
+        "2000",
+        snapshot(with_(start, t=1.0, softnet_drops=400)),
+        snapshot(start),
+        baseline=None,
+    )
+    assert base.ok and base.value == 400.0
+
+    def after(per_second: int) -> CheckResult:
+        then = snapshot(with_(start, t=2.0, softnet_drops=400))
+        now = snapshot(with_(start, t=3.0, softnet_drops=400 + per_second))
+        return health.run(check, target, "2000", now, then, baseline=base)
+
+    assert after(0).ok and after(40).ok
+    assert after(200).ok is halved_passes
+    assert not after(900).ok

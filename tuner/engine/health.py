@@ -42,8 +42,11 @@ STOP_FACTOR = 0.1
 """A counter has "stopped" below a tenth of its baseline rate + 0.5/s."""
 
 
-LOCAL_RATES = frozenset({"softnet_drops_not_worse", "link_errors_not_worse"})
+LOCAL_RATES = frozenset({"softnet_drops_not_worse", "softnet_drops_stop", "link_errors_not_worse"})
 """Rate checks on counters outside /proc/net/snmp."""
+STOPPING = frozenset({*STOPS, "softnet_drops_stop"})
+"""Rate checks the remedy must all but stop (the symptom's own counter), not merely keep
+from getting worse."""
 
 
 def _errors(c: LinkCounters) -> int:
@@ -165,7 +168,7 @@ class Health:
     ) -> CheckResult:
         if before is None:
             return CheckResult(name, True, "no earlier snapshot to compare with")
-        if name == "softnet_drops_not_worse":
+        if name in ("softnet_drops_not_worse", "softnet_drops_stop"):
             old = {r.cpu: r.dropped for r in before.host.softnet}
             grown = sum(delta(old.get(r.cpu, r.dropped), r.dropped) for r in now.host.softnet)
         elif name == "link_errors_not_worse":
@@ -187,7 +190,7 @@ class Health:
         base = baseline.value if baseline is not None else None
         if not isinstance(base, float | int):
             return CheckResult(name, True, f"{rate:.2f}/s before the change", rate)
-        factor = STOP_FACTOR if name in STOPS else WORSE_FACTOR
+        factor = STOP_FACTOR if name in STOPPING else WORSE_FACTOR
         limit = base * factor + WORSE_SLACK
         return CheckResult(
             name,

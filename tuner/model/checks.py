@@ -38,6 +38,8 @@ POLICY_CHECKS: Mapping[str, str] = MappingProxyType(
         "udp_errors_not_worse": "Udp and Udp6 InErrors + RcvbufErrors + SndbufErrors grow no "
         "faster than before the change",
         "softnet_drops_not_worse": "softnet drops (all CPUs) grow no faster than before",
+        "softnet_drops_stop": "softnet drops (all CPUs) grow at most a tenth as fast as "
+        "before the change (plus 0.5/s of noise): the backlog remedy's own counter",
         "link_errors_not_worse": "rx/tx errors and drops of the underlay links grow no faster "
         "than before the change",
         "fragmentation_stops": "Ip FragCreates + Ip6FragCreates grow at most a tenth as fast "
