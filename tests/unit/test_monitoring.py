@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.golden.cases import Sample, snapshot
 from tuner.exporters.controller_metrics import ControllerCollector, ControllerState
 from tuner.exporters.metrics import registry_for
+from tuner.model.nat import NatPeer
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "monitoring" / "prometheus" / "wg-tuner-alerts.yml"
@@ -39,7 +41,9 @@ def exported() -> set[str]:
         held=Counter({"cooldown": 1}),
         peer_findings=(("handshake-never", "wg0", "key", "alice-phone"),),
     )
-    registry = registry_for(snapshot(Sample(t=0.0)), [ControllerCollector(state)])
+    churned = (NatPeer("wg0", "key", 2, 20.0, 0.0),)  # a peer whose NAT forgot it twice
+    snap = replace(snapshot(Sample(t=0.0)), nat=churned)
+    registry = registry_for(snap, [ControllerCollector(state)])
     text = generate_latest(registry).decode()
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
 
