@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tuner.model.nat import LADDER, NatPeer, behind_nat, endpoint_host, keepalive_fit
+from tuner.model.nat import LADDER, LIFETIME_CAP, NatPeer, behind_nat, endpoint_host, keepalive_fit
 from tuner.model.nat import lookup as nat_lookup
 from tuner.model.probe import OVERHEAD_V4, OVERHEAD_V6, ProbeOutcome
 from tuner.model.rates import (
@@ -209,9 +209,10 @@ def churn_with_keepalive(p: Point, i: WgInterface, peer: Peer) -> float | None:
     )
 
 
-def nat_lifetime(p: Point, i: WgInterface, peer: Peer) -> float | None:
+def nat_lifetime(p: Point, i: WgInterface, peer: Peer) -> float:
+    """The bound, capped: a peer no churn has bounded yet reads as the cap."""
     nat = p.nat(i.name, peer.public_key)
-    return None if nat is None else nat.lifetime
+    return LIFETIME_CAP if nat is None or nat.lifetime is None else min(nat.lifetime, LIFETIME_CAP)
 
 
 def nat_churns(p: Point, i: WgInterface, peer: Peer) -> float:
@@ -600,8 +601,8 @@ CATALOGUE: dict[str, Metric] = {
             "peer.nat_lifetime",
             "peer",
             "s",
-            "upper bound on the peer's NAT mapping lifetime, from its endpoint churns "
-            "(none before the first)",
+            "upper bound on the peer's NAT mapping lifetime, from its endpoint churns, "
+            "capped at 600 (also the value before a churn has bounded it)",
             peer=nat_lifetime,
         ),
         Metric(
