@@ -128,8 +128,10 @@ def test_the_hubs_keepalive_steps_down_until_the_churn_stops(
     """Only the hub runs wg-tuner. a talks every timeout + 15 s (the hub's passive
     keepalive answers 10 s after a's packet and refreshes the mapping too), so each of
     a's packets after the NAT forgot leaves on a new port: churn at the hub."""
+    textfile = tmp_path / "metrics.prom"
     with nat(lab, timeout), a_talks_now_and_then(lab, timeout + 15):
-        with daemon(lab, tmp_path, *run_args(timeout + 25), role="b") as d:
+        args = (*run_args(timeout + 25), "--textfile", str(textfile))
+        with daemon(lab, tmp_path, *args, role="b") as d:
             d.wait_for(
                 lambda: any(r["state"] == "verified" for r in d.journal()),
                 300,
@@ -137,6 +139,7 @@ def test_the_hubs_keepalive_steps_down_until_the_churn_stops(
             )
             reached, before, after = idle_then_hub_pings(lab, timeout)
             final = keepalive(lab, "b")
+            series = textfile.read_text()
             assert d.stop() == 0
         journal = d.journal()
     applied = [r["desired"] for r in journal if r["state"] == "applied"]
@@ -151,6 +154,15 @@ def test_the_hubs_keepalive_steps_down_until_the_churn_stops(
     assert keepalive(lab, "a") == 0  # the NATed host runs no wg-tuner here
     assert reached, "the hub's ping after the idle gap was lost"
     assert before == after, "the endpoint churned after the keepalive was verified"
+    # The exported bound is a true upper bound on the NAT's real timeout, and the one
+    # the last keepalive fits under.
+    (bound,) = [
+        float(line.rsplit(" ", 1)[1])
+        for line in series.splitlines()
+        if line.startswith("wg_tuner_peer_nat_lifetime_seconds{")
+    ]
+    assert timeout <= bound and int(ladder[-1]) < bound, (timeout, bound)
+    assert "wg_tuner_peer_endpoint_changes_total{" in series
     figure(
         "Remediation",
         f"NAT forgetting after {timeout} s, wg-tuner on the hub only -> keepalives tried; "
