@@ -13,11 +13,10 @@ from tuner.engine.health import CheckResult, Health
 from tuner.exporters.metrics import render
 from tuner.model.nat import (
     LIFETIME_CAP,
-    Track,
+    NatPeer,
     behind_nat,
     endpoint_host,
     keepalive_fit,
-    step,
     translated,
 )
 from tuner.model.routes import Route, RouteTable
@@ -92,45 +91,71 @@ def test_keepalive_ladder(
     assert keepalive_fit(lifetime, current, churning) == expected
 
 
+State = tuple[float, str, int, int, int]
+"""(monotonic time, endpoint, rx bytes, tx bytes, keepalive) of the one peer."""
+
+
+def fold(*states: State) -> NatPeer | None:
+    """The states through a real tracker, in order; what it says about the peer."""
+    base = snapshot(Sample(0.0))
+    iface = base.interfaces[0]
+    tracker, seen = NatTracker(), ()
+    for t, endpoint, rx, tx, keepalive in states:
+        one = replace(iface, peers=(peer(endpoint, rx, tx, keepalive),))
+        seen = tracker.update(replace(base, monotonic=t, taken_at=1000 + t, interfaces=(one,)))
+    return seen[0] if seen else None
+
+
 def test_the_silence_before_a_churn_bounds_the_lifetime() -> None:
-    track = Track()
-    # t=0..10: rx grew (the packet came after t=0); t=10..20: the hub sent alone
-    assert not step(track, peer("a:1", 0, 0), peer("a:1", 10, 0), (0.0, 10.0, 1010.0))
-    assert not step(track, peer("a:1", 10, 0), peer("a:1", 10, 5), (10.0, 20.0, 1020.0))
+    # t=0..10: rx grew (the packet came after t=0); t=10..20: the hub sent alone;
     # t=20..24: the peer again, on a new port
-    assert step(track, peer("a:1", 10, 5), peer("a:2", 20, 5), (20.0, 24.0, 1024.0))
-    assert (track.churns, track.lifetime, track.last_churn) == (1, 24.0, 1024.0)
+    start = ((0.0, "a:1", 0, 0, 0), (10.0, "a:1", 10, 0, 0), (20.0, "a:1", 10, 5, 0))
+    nat = fold(*start, (24.0, "a:2", 20, 5, 0))
+    assert nat is not None and (nat.churns, nat.lifetime, nat.last_churn) == (1, 24.0, 1024.0)
     # a later churn after a longer silence cannot loosen the bound
-    step(track, peer("a:2", 20, 5), peer("a:2", 20, 9), (24.0, 60.0, 1060.0))
-    step(track, peer("a:2", 20, 9), peer("a:3", 30, 9), (60.0, 70.0, 1070.0))
-    assert (track.churns, track.lifetime) == (2, 24.0)
+    nat = fold(*start, (24.0, "a:2", 20, 5, 0), (60.0, "a:2", 20, 9, 0), (70.0, "a:3", 30, 9, 0))
+    assert nat is not None and (nat.churns, nat.lifetime) == (2, 24.0)
 
 
 def test_a_churn_without_a_send_in_the_silence_bounds_nothing() -> None:
     """The peer moved (or came back after idling) while the hub never tried to reach it:
     nothing was lost, so the silence says nothing about the NAT."""
-    track = Track()
-    step(track, peer("a:1", 0, 0), peer("a:1", 10, 0), (0.0, 10.0, 10.0))
-    step(track, peer("a:1", 10, 0), peer("a:2", 20, 0), (10.0, 30.0, 30.0))
-    assert (track.churns, track.lifetime) == (1, None)
+    nat = fold((0.0, "a:1", 0, 0, 0), (10.0, "a:1", 10, 0, 0), (30.0, "a:2", 20, 0, 0))
+    assert nat is not None and (nat.churns, nat.lifetime) == (1, None)
 
 
 def test_a_churn_with_a_keepalive_on_bounds_by_the_keepalive() -> None:
-    track = Track()
-    step(track, peer("a:1", 0, 0, 25), peer("a:2", 10, 0, 25), (0.0, 10.0, 10.0))
-    assert track.lifetime == 25.0
-    track = Track()  # the keepalive was set in this very interval: no bound from it
-    step(track, peer("a:1", 0, 0, 0), peer("a:2", 10, 0, 25), (0.0, 10.0, 10.0))
-    assert track.lifetime is None
+    nat = fold((0.0, "a:1", 0, 0, 25), (10.0, "a:2", 10, 0, 25))
+    assert nat is not None and nat.lifetime == 25.0
+    # the keepalive was set in this very interval: no bound from it
+    nat = fold((0.0, "a:1", 0, 0, 0), (10.0, "a:2", 10, 0, 25))
+    assert nat is not None and nat.lifetime is None
 
 
 def test_silences_longer_than_the_cap_bound_nothing() -> None:
-    track = Track()
-    step(track, peer("a:1", 0, 0), peer("a:1", 10, 0), (0.0, 10.0, 10.0))
-    step(track, peer("a:1", 10, 0), peer("a:1", 10, 5), (10.0, 20.0, 20.0))
     end = LIFETIME_CAP + 50
-    step(track, peer("a:1", 10, 5), peer("a:9", 20, 5), (20.0, end, end))
-    assert (track.churns, track.lifetime) == (1, None)
+    nat = fold(
+        (0.0, "a:1", 0, 0, 0), (10.0, "a:1", 10, 0, 0), (20.0, "a:1", 10, 5, 0),
+        (end, "a:9", 20, 5, 0),
+    )  # fmt: skip
+    assert nat is not None and (nat.churns, nat.lifetime) == (1, None)
+
+
+def test_peers_that_come_go_and_reorder_keep_their_memory() -> None:
+    base = snapshot(Sample(0.0))
+    iface = base.interfaces[0]
+    a0, b0 = peer("a:1"), replace(peer("b:1"), public_key="B" * 43 + "=")
+
+    def at(t: float, *peers: Peer) -> tuple[NatPeer, ...]:
+        one = replace(iface, peers=peers)
+        return tracker.update(replace(base, monotonic=t, taken_at=1000 + t, interfaces=(one,)))
+
+    tracker = NatTracker()
+    at(0.0, a0)
+    at(10.0, replace(a0, rx_bytes=10), b0)  # a's packet; b is new
+    at(20.0, b0, replace(a0, rx_bytes=10, tx_bytes=5))  # reordered; the hub sent to a
+    (nat,) = at(24.0, replace(a0, endpoint="a:2", rx_bytes=20, tx_bytes=5), b0)
+    assert (nat.peer, nat.lifetime) == (KEY, 24.0)
 
 
 def test_the_tracker_reports_only_peers_that_churned() -> None:
@@ -194,8 +219,6 @@ def test_the_endpoint_check_fails_on_churn_only() -> None:
 def test_nat_series_are_exported_for_churned_peers_only() -> None:
     snap = snapshot(Sample(0.0))
     iface = snap.interfaces[0]
-    from tuner.model.nat import NatPeer
-
     key = iface.peers[0].public_key
     text = render(replace(snap, nat=(NatPeer(iface.name, key, 3, 17.5, 1000.0),)))
     assert (

@@ -114,55 +114,45 @@ class NatPeer:
 
 @dataclass(slots=True)
 class Track:
-    """Per-peer memory between snapshots (mutable, owned by one tracker)."""
+    """What is kept about a peer that churned (mutable, owned by one tracker)."""
 
-    rx_since: float | None = None
-    """Monotonic time of the snapshot before the one that last saw rx grow."""
-    sent_after_rx: bool = False
-    """Whether the hub sent anything to the peer after its last packet."""
     churns: int = 0
     lifetime: float | None = None
     last_churn: float = 0.0
 
 
-def step(
-    track: Track,
-    before: Peer | None,
-    now: Peer,
-    times: tuple[float, float, float],
-) -> bool:
-    """Fold one pair of samples into ``track``; True when the endpoint churned.
-
-    ``times`` is (previous monotonic, current monotonic, current wall clock).
-    """
-    prev_mono, mono, wall = times
-    if before is None:
-        return False
-    rx_grew = now.rx_bytes > before.rx_bytes
-    tx_grew = now.tx_bytes > before.tx_bytes
-    churned = (
+def churned(before: Peer, now: Peer) -> bool:
+    """Whether the peer's endpoint was replaced (a first endpoint is not a churn)."""
+    return (
         before.endpoint is not None and now.endpoint is not None and before.endpoint != now.endpoint
     )
-    if churned:
-        track.churns += 1
-        track.last_churn = wall
-        bounds = []
-        if track.rx_since is not None and track.sent_after_rx:
-            gap = mono - track.rx_since
-            if gap <= LIFETIME_CAP:
-                bounds.append(gap)
-        keepalive = before.persistent_keepalive
-        if keepalive > 0 and now.persistent_keepalive == keepalive:
-            bounds.append(float(keepalive))
-        if bounds:
-            best = min(bounds)
-            track.lifetime = best if track.lifetime is None else min(track.lifetime, best)
-    if rx_grew:
-        track.rx_since = prev_mono
-        track.sent_after_rx = False
-    elif tx_grew:
-        track.sent_after_rx = True
-    return churned
+
+
+def churn_bound(
+    rx_since: float | None, sent_after: bool, before: Peer, now: Peer, mono: float
+) -> float | None:
+    """The lifetime bound one churn gives, seen at monotonic time ``mono``.
+
+    ``rx_since``: monotonic time of the snapshot before the one that last saw rx grow
+    (None: unknown); ``sent_after``: whether the hub sent anything since then.
+    """
+    bounds = []
+    if rx_since is not None and sent_after:
+        gap = mono - rx_since
+        if gap <= LIFETIME_CAP:
+            bounds.append(gap)
+    keepalive = before.persistent_keepalive
+    if keepalive > 0 and now.persistent_keepalive == keepalive:
+        bounds.append(float(keepalive))
+    return min(bounds) if bounds else None
+
+
+def record(track: Track, bound: float | None, wall: float) -> None:
+    """One more churn; the bound can only tighten."""
+    track.churns += 1
+    track.last_churn = wall
+    if bound is not None:
+        track.lifetime = bound if track.lifetime is None else min(track.lifetime, bound)
 
 
 def lookup(entries: Iterable[NatPeer]) -> Mapping[tuple[str, str], NatPeer]:
