@@ -76,7 +76,6 @@ class Netlink:
         self._routes: tuple[Route, ...] | None = None
         self._table = RouteTable(())
         self._oif_memo: dict[str, int | None] = {}
-        self._src_memo: dict[str, str | None] = {}
         self._socket: Any = None
 
     @contextmanager
@@ -148,15 +147,9 @@ class Netlink:
 
     def route_sources(self, destinations: tuple[str, ...]) -> set[str]:
         """The distinct local source addresses of the routes to ``destinations`` (call
-        after ``route_oifs``, whose table dump this reuses)."""
-        memo, table, out = self._src_memo, self._table, set()
-        for dst in destinations:
-            src = memo.get(dst, "-")
-            if src == "-":
-                src = memo[dst] = table.source(dst)
-            if src:
-                out.add(src)
-        return out
+        after ``route_oifs``, whose table dump this reuses; a few destinations, one
+        per link, as the observer asks)."""
+        return {src for dst in destinations if (src := self._table.source(dst))}
 
     def route_oifs(self, destinations: tuple[str, ...]) -> dict[str, int]:
         """Output interface index of the route to each address (unroutable ones omitted).
@@ -169,7 +162,7 @@ class Netlink:
         routes = self.routes()
         if routes != self._routes or len(self._oif_memo) > OIF_MEMO:
             self._routes, self._table = routes, RouteTable(routes)
-            self._oif_memo, self._src_memo = {}, {}
+            self._oif_memo = {}
         memo, out = self._oif_memo, {}
         for dst in destinations:
             oif = memo.get(dst, -1)

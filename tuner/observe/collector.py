@@ -111,15 +111,21 @@ class Observer:
                         found.add(h)
             iface_hosts.append(found)
         oifs = self.netlink.route_oifs(tuple(sorted(set().union(*iface_hosts))))
-        sources = [tuple(sorted(self.netlink.route_sources(tuple(f)))) for f in iface_hosts]
         wg_ifaces: list[WgInterface] = []
         underlay_names: set[str] = set()
         friendly = self.names.read(iface.name for iface in wg.interfaces)
         sockets = self.sockets.by_port(iface.listen_port for iface in wg.interfaces)
-        for iface, found, srcs in zip(wg.interfaces, iface_hosts, sources, strict=True):
-            names = sorted(
-                {by_index[oifs[h]].name for h in found if h in oifs and oifs[h] in by_index}
-            )
+        for iface, found in zip(wg.interfaces, iface_hosts, strict=True):
+            # One endpoint per (link, family) stands for the rest: hosts that leave by
+            # the same link share its source address (a per-prefix `src` on one link is
+            # the exception this gives up, for one route lookup per link, not per peer).
+            sample: dict[tuple[int, bool], str] = {}
+            for h in found:
+                oif = oifs.get(h)
+                if oif is not None:
+                    sample.setdefault((oif, ":" in h), h)
+            names = sorted({by_index[o].name for o, _ in sample if o in by_index})
+            srcs = tuple(sorted(self.netlink.route_sources(tuple(sample.values()))))
             underlay_names.update(names)
             wg_ifaces.append(
                 replace(
