@@ -478,3 +478,30 @@ def test_one_failed_check_at_the_deadline_is_noise_not_a_verdict(tmp_path: Path)
         clock[0] += 1
         outcomes += ex2.advance([POLICY], SNAP, SNAP).rolled_back
     assert [o.status for o in outcomes] == ["reverted"] and act2.values[TARGETS[0]] == "1"
+
+
+def test_rate_checks_measure_from_the_first_snapshot_after_the_settle(tmp_path: Path) -> None:
+    """The plan's snapshot is older than the change by the apply's own time: growth in
+    between (drops the change had not yet had a chance to stop) must not count against
+    it. The first step after the settle still measures from the plan's snapshot; every
+    later one from that step's snapshot."""
+    ex, _, health = executor(tmp_path, settle=0, window=5, grace=30)
+    seen: list[Any] = []
+    real = health.run
+
+    def run(check: HealthCheck, target: Target, desired: str | None, snapshot: Any,
+            before: Any, *, baseline: CheckResult | None) -> CheckResult:  # fmt: skip
+        seen.append(before)
+        return real(check, target, desired, snapshot, before, baseline=baseline)
+
+    health.run = run  # type: ignore[method-assign]
+    planned = Snapshot(0.5, 0.5, "n", (), (), HostCounters(), Knobs())
+    ex.start(plan(1), [POLICY], [planned])
+    seen.clear()
+    steps = [Snapshot(float(t), float(t), "n", (), (), HostCounters(), Knobs()) for t in (2, 3, 4)]
+    per_step = []
+    for snap in steps:
+        ex.advance([POLICY], snap, planned)
+        per_step.append({id(b) for b in seen})
+        seen.clear()
+    assert per_step == [{id(planned)}, {id(steps[0])}, {id(steps[0])}]

@@ -105,3 +105,19 @@ def test_kernel_log_events_are_seen_and_drive_conntrack_pressure(
         "log rule, a veth down/up -> events counted; conntrack-pressure fires on the log",
         ", ".join(f"{k} {v}" for k, v in sorted(entry["counts"].items())),
     )
+
+
+def test_softnet_drops_of_kernel_wireguard_raise_the_backlog_until_they_stop(
+    report: dict[str, Any], figure: FigureFn
+) -> None:
+    entry = passed(report, "backlog_raised_when_kernel_wireguard_drops_in_softnet")
+    assert (entry["raised"], entry["restored"]) == ("100", "50")
+    at_50, at_100 = entry["flood_drops_at_50"]["drops"], entry["flood_drops_at_100"]["drops"]
+    assert at_50 > 0 and at_100 <= at_50 // 10
+    assert "softnet_drops_stop" in entry["checks"]
+    figure(
+        "Kernel (VM)",
+        "UDP flood through kernel WireGuard, netdev_max_backlog 50 -> udp-backlog raises it, "
+        "verified by softnet drops stopping (the same 3 s flood at 50 and at 100); rollback",
+        f"50 -> 100 -> 50; {at_50} -> {at_100} drops",
+    )

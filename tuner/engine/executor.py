@@ -158,6 +158,10 @@ class Executor:
     """Set by SIGTERM/SIGINT: a one-shot apply reverts what it left unverified and ends."""
     _failing_since: dict[str, float] = field(default_factory=dict)
     _last_step: float | None = None
+    _origins: dict[str, Snapshot] = field(default_factory=dict)
+    """Per batch: the first snapshot after its settle time. Rate checks measure from
+    it, so a counter's growth before the change (the plan's snapshot is older than the
+    change by the apply's own time) is never counted against the change."""
 
     # -- recovery and rollback ------------------------------------------------------
     def revert_state(
@@ -543,11 +547,17 @@ class Executor:
         batches: dict[str, list[tuple[ChangeState, Record]]] = {}
         for state, record in self.pending():
             batches.setdefault(state.batch, []).append((state, record))
+        for gone in set(self._origins) - set(batches):
+            del self._origins[gone]
         for batch, entries in batches.items():
             members = [
                 verify.Member(s.change, r.verify_after or 0.0, r.deadline or 0.0)
                 for s, r in entries
             ]
+            origin = self._origins.get(batch)
+            if origin is None and any(verify.due(m, now) for m in members):
+                self._origins[batch] = snapshot  # this step still measures from ``before``
+            rates_from = before if origin is None else origin
             if verify.stalled(members, now, gap, self.settings.max_gap):
                 # The window ran (partly) while nobody watched: a check now would
                 # commit a verdict on stale evidence. Undo; the next cycle re-plans.
@@ -562,7 +572,7 @@ class Executor:
                 for (state, record), member in zip(entries, members, strict=True)
                 if verify.due(member, now)
                 for c in self._run_checks(
-                    state, record, by_name.get(state.policy), snapshot, before
+                    state, record, by_name.get(state.policy), snapshot, rates_from
                 )
             ]
             verdict = verify.judge(members, checked, now, self.settings.grace, self._failing_since)
