@@ -76,8 +76,12 @@ def _prober(args: argparse.Namespace) -> PathProber:
         args.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError:
         memory_path = None  # an unwritable state dir: probe without memory
-    timeout = getattr(args, "probe_timeout", ProbeSettings().timeout)
-    return PathProber(ProbeSettings(timeout=timeout), ProbeMemory(memory_path))
+    default = ProbeSettings()
+    timeout = getattr(args, "probe_timeout", default.timeout)
+    # The search's time is ten reply timeouts (5 s at the default 0.5 s): a longer
+    # timeout on a lossy path must not leave it fewer rounds and an inexact answer.
+    budget = max(default.budget, default.budget / default.timeout * timeout)
+    return PathProber(ProbeSettings(timeout=timeout, budget=budget), ProbeMemory(memory_path))
 
 
 def _json(data: object) -> str:

@@ -153,7 +153,21 @@ def changes_then_a_rollback(lab: Lab, d: Daemon) -> None:
             d.wait_for(lambda: "reverted" in states(), 60, "the rollback")
         finally:
             lab.fault("down", False)
-        d.wait_for(lambda: bool(d.named("guard.held")), 60, "the failed change to be held")
+        # The user tries again: the stalled transfer makes a probe due (nothing else
+        # does on a quiet tunnel), the probe finds 1300 again, and the plan holds it.
+        done = threading.Event()
+
+        def retrying() -> None:
+            while not done.is_set():
+                lab.traffic(3.0)
+
+        user = threading.Thread(target=retrying)
+        user.start()
+        try:
+            d.wait_for(lambda: bool(d.named("guard.held")), 60, "the failed change to be held")
+        finally:
+            done.set()
+            user.join()
     finally:
         lab.fault("mtu-blackhole", False)
 
