@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.test_lab_daemon import Daemon, daemon
+from tests.lab.test_lab_daemon import FAST, Daemon, daemon
 from tests.reliability import FigureFn
 from tuner.lab.lab import Lab
 
@@ -95,20 +95,10 @@ def a_talks_now_and_then(lab: Lab, every: float) -> Iterator[None]:
 
 
 def run_args(window: float) -> tuple[str, ...]:
-    return (
-        "--mode",
-        "enforce",
-        "--metrics-listen",
-        "",
-        "--settle",
-        "1",
-        "--verify-window",
-        str(window),
-        "--grace",
-        "3",
-        "--probe-timeout",
-        "0.3",
-    )
+    """The lab daemon's fast timers (FAST) with a verification window of ``window`` s."""
+    fast = list(FAST)
+    fast[fast.index("--verify-window") + 1] = str(window)
+    return ("--mode", "enforce", "--metrics-listen", "", *fast)
 
 
 def idle_then_hub_pings(lab: Lab, timeout: int) -> tuple[bool, str | None, str | None]:

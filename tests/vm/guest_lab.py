@@ -355,12 +355,8 @@ def main() -> int:
                 (change,) = json.loads(proc.stdout)["changes"]
                 assert change["status"] == "verified", change
                 raised = sysctl("net.netfilter.nf_conntrack_max")
-                back = subprocess.run(
-                    [sys.executable, "-S", "-m", "tuner", "rollback", "--last", "--format",
-                     "json", "--state-dir", str(state), "--log-format", "json"],
-                    capture_output=True, text=True, timeout=300, check=False,
-                )  # fmt: skip
-                assert back.returncode == 0, back.stderr[-2000:]
+                tuner_json("rollback", "--last", "--format", "json", "--state-dir", str(state),
+                           "--log-format", "json")  # fmt: skip
                 restored = sysctl("net.netfilter.nf_conntrack_max")
             finally:
                 nat_removed()
@@ -462,12 +458,8 @@ def main() -> int:
                 flood.wait()
                 flood = None
                 after = softnet_drops_during(3.0)  # the same bursts as before, at 100
-                back = subprocess.run(
-                    [sys.executable, "-S", "-m", "tuner", "rollback", "--last", "--format",
-                     "json", "--state-dir", str(state), "--log-format", "json"],
-                    capture_output=True, text=True, timeout=300, check=False,
-                )  # fmt: skip
-                assert back.returncode == 0, back.stderr[-2000:]
+                tuner_json("rollback", "--last", "--format", "json", "--state-dir", str(state),
+                           "--log-format", "json")  # fmt: skip
                 restored = sysctl(key)
             finally:
                 if flood is not None:
