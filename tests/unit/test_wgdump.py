@@ -5,6 +5,7 @@ that never leave the buffer. The real kernel is in tests/vm (field by field vs w
 from __future__ import annotations
 
 import base64
+import dataclasses
 import errno
 import socket
 import struct
@@ -14,6 +15,7 @@ import pytest
 
 from tuner.adapters import wgdump
 from tuner.adapters.wgdump import GenlSocket, _Fold
+from tuner.model.snapshot import Peer
 
 NESTED = 0x8000
 PRIVATE = b"\x11" * 32
@@ -27,7 +29,9 @@ def nla(kind: int, payload: bytes, nested: bool = False) -> bytes:
 
 
 def sockaddr4(addr: str, port: int) -> bytes:
-    return struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + socket.inet_aton(addr)
+    """A struct sockaddr_in as the kernel puts it: 16 bytes, sin_zero included."""
+    head = struct.pack("=H", socket.AF_INET) + struct.pack("!H", port)
+    return head + socket.inet_aton(addr) + bytes(8)
 
 
 def sockaddr6(addr: str, port: int) -> bytes:
@@ -57,6 +61,7 @@ def peer(
     endpoint: bytes | None = None,
     index: int = 0,
     kernel_order: bool = True,
+    no_endpoint: bool = False,
 ) -> bytes:
     """One peer nest; in the kernel's order (get_peer() in netlink.c) unless told not."""
     parts = [
@@ -67,8 +72,9 @@ def peer(
         nla(8, struct.pack("=Q", 20)),
         nla(7, struct.pack("=Q", 10)),
         nla(10, struct.pack("=I", 1)),
-        nla(4, endpoint if endpoint is not None else sockaddr4("203.0.113.2", 51820)),
     ]
+    if not no_endpoint:  # the kernel leaves it out when the peer has none
+        parts.append(nla(4, endpoint if endpoint is not None else sockaddr4("203.0.113.2", 51820)))
     if not kernel_order:
         parts.reverse()
     return nla(index, b"".join(parts) + allowed(*cidrs, kernel_order=kernel_order), nested=True)
@@ -151,6 +157,47 @@ def test_ipv6_and_no_endpoint() -> None:
     a, b = fold(msg).device().peers
     assert a.endpoint == "[2001:db8::1]:1"
     assert b.endpoint is None and b.allowed_ips == ()
+
+
+ENDPOINTS = {
+    "no endpoint": (None, None),
+    "IPv4 endpoint": (sockaddr4("198.51.100.7", 51000), "198.51.100.7:51000"),
+    "IPv6 endpoint": (sockaddr6("2001:db8::7", 51001), "[2001:db8::7]:51001"),
+}
+
+
+@pytest.mark.parametrize("cidr", ["10.1.2.3/32", "fd00::5/127"])
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+def test_a_whole_peer_in_the_kernels_layout_is_one_unpack_and_reads_as_the_walk(
+    endpoint: str, cidr: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw, text = ENDPOINTS[endpoint]
+    one = peer(b"\x0c" * 32, cidr, endpoint=raw, no_endpoint=raw is None, index=7)
+    walked = _Fold()
+    walked._peer(memoryview(one), 4, len(one))  # the general walk, attribute by attribute
+
+    def no_walk(*_: object) -> None:
+        raise AssertionError("the kernel's common layout took the general walk")
+
+    monkeypatch.setattr(_Fold, "_peer", no_walk)
+    twin = one.replace(b"\x0c" * 32, b"\x0d" * 32)
+    fast, second = fold(genl(1, nla(8, one + twin, nested=True))).device().peers
+    assert fast == walked.peers[fast.public_key]
+    assert second.public_key == base64.b64encode(b"\x0d" * 32).decode()
+    assert (fast.endpoint, fast.allowed_ips, fast.latest_handshake) == (text, (cidr,), 100.25)
+    assert type(fast) is Peer and dataclasses.is_dataclass(fast)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.rx_bytes = 0  # type: ignore[misc]
+    assert PSK.hex() not in repr(fast)
+
+
+def test_a_peer_of_the_right_length_but_another_shape_takes_the_walk() -> None:
+    one = bytearray(peer(b"\x0e" * 32, "10.9.9.9/32", no_endpoint=True))
+    handshake = one.index(struct.pack("=HH", 20, 6))
+    one[handshake + 2] = 99  # an attribute the walk does not know, where the handshake was
+    (p,) = fold(genl(1, nla(8, bytes(one), nested=True))).device().peers
+    assert p.latest_handshake == 0.0  # not read from the unknown attribute
+    assert (p.rx_bytes, p.tx_bytes, p.allowed_ips) == (10, 20, ("10.9.9.9/32",))
 
 
 class FakeSock:
