@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -206,3 +207,76 @@ def test_a_fixed_or_unknown_offload_feature_is_refused(netns: str) -> None:
     assert ethtool_k(netns, "lo")["rx-checksumming"] == "on"  # nothing changed
     unknown = actuate(netns, "offload", "v0/rx-no-such-feature", "read")
     assert unknown.get("error") == "InvalidValue", unknown
+
+
+def receive_buffers(netns: str, port: int) -> list[int]:
+    """``rb`` of every UDP socket on ``port``, as ``ss -uam`` (iproute2) reports it."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, "ss", "-uamnH", "sport", "=", f":{port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [int(m) for m in re.findall(r"\brb(\d+)", out)]
+
+
+def test_socket_buffer_of_wireguard_go_resized_in_place_and_restored(
+    wg_netns: tuple[str, str],
+) -> None:
+    netns, ifname = wg_netns
+    port = 51000 + secrets.randbelow(1000)
+    wg_set = ["ip", "netns", "exec", netns, "wg", "set", ifname]
+    subprocess.run([*wg_set, "listen-port", str(port)], check=True)
+    subprocess.run(["ip", "-n", netns, "link", "set", ifname, "up"], check=True)
+    opened = receive_buffers(netns, port)
+    assert len(opened) == 2 and len(set(opened)) == 1, opened  # udp4 and udp6, one size
+    prior = actuate(netns, "socket_buffer", ifname, "read")["value"]
+    assert prior == str(opened[0])
+    assert actuate(netns, "socket_buffer", ifname, "check") == {"check": None}
+    done = actuate(netns, "socket_buffer", ifname, "apply", "7340032")
+    assert done == {"changed": True, "value": "7340032"}
+    assert receive_buffers(netns, port) == [7340032, 7340032]  # both, seen by ss
+    assert actuate(netns, "socket_buffer", ifname, "apply", "7340032")["changed"] is False
+    assert actuate(netns, "socket_buffer", ifname, "apply", "4096")["error"] == "InvalidValue"
+    assert actuate(netns, "socket_buffer", ifname, "revert", str(prior))["value"] == prior
+    assert receive_buffers(netns, port) == opened
+    # The same process, the same sockets: wireguard-go never noticed.
+    assert subprocess.run(
+        ["ip", "netns", "exec", netns, "wg", "show", ifname, "listen-port"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip() == str(port)
+
+
+def test_socket_buffer_without_the_right_to_ptrace_is_refused_and_says_why(
+    wg_netns: tuple[str, str],
+) -> None:
+    netns, ifname = wg_netns
+    wg_set = ["ip", "netns", "exec", netns, "wg", "set", ifname]
+    subprocess.run([*wg_set, "listen-port", "51820"], check=True)
+    subprocess.run(["ip", "-n", netns, "link", "set", ifname, "up"], check=True)
+    # As the shipped unit runs it without CAP_SYS_PTRACE in its bounding set.
+    out = subprocess.run(
+        [
+            *("ip", "netns", "exec", netns, "setpriv", "--bounding-set=-sys_ptrace"),
+            *("--inh-caps=-sys_ptrace", sys.executable, "-m", "tests.helpers.actuate"),
+            *("socket_buffer", ifname, "check"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        timeout=60,
+    ).stdout
+    reason = json.loads(out)["check"]
+    assert "CAP_SYS_PTRACE" in reason and ifname in reason, reason
+    assert "no socket" not in reason  # not mistaken for a missing socket
+
+
+def test_socket_buffer_is_not_applicable_to_an_interface_without_a_config_socket(
+    netns: str,
+) -> None:
+    got = actuate(netns, "socket_buffer", "lo", "check")["check"]
+    assert isinstance(got, str) and "not a userspace WireGuard" in got
+    assert actuate(netns, "socket_buffer", "lo", "read")["error"] == "NotApplicable"

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.golden.cases import Sample, snapshot
 from tuner.exporters.controller_metrics import ControllerCollector, ControllerState
 from tuner.exporters.metrics import registry_for
+from tuner.model.kinds import KINDS
 from tuner.model.nat import NatPeer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,4 +167,4 @@ def test_change_counters_start_at_zero_so_the_first_change_is_annotated() -> Non
     }
     assert samples[("mtu", "verified")] == 2
     assert samples[("keepalive", "verified")] == 0 and samples[("offload", "reverted")] == 0
-    assert len(samples) == 6 * 4
+    assert len(samples) == len(KINDS) * 4

@@ -11,6 +11,7 @@ from tuner.actuators.mss import MssBackend, MssClampActuator, NftBinary, NftMss
 from tuner.actuators.mss_iptables import IptablesMss
 from tuner.actuators.mtu import MtuActuator, NetlinkLinks
 from tuner.actuators.offload import OffloadActuator
+from tuner.actuators.socket_buffer import SocketBufferActuator
 from tuner.actuators.sysctl import SysctlActuator
 from tuner.adapters.ethtool import EthtoolFeatures
 from tuner.adapters.uapi import UapiClient
@@ -25,6 +26,14 @@ def build(paths: HostPaths | None = None) -> dict[str, Actuator]:
     def wg_port(ifname: str) -> WgPort:
         # As `wg` does: the config socket when there is one, else generic netlink.
         return userspace if uapi.has_socket(ifname) else kernel
+
+    def socket_owner(ifname: str) -> tuple[int, int] | None:
+        """The userspace WireGuard behind IF's config socket and its listen port."""
+        if not uapi.has_socket(ifname):
+            return None
+        port = uapi.get(ifname).listen_port
+        pid = uapi.pid(ifname)
+        return None if pid is None else (pid, port)
 
     class LazyMss:
         """The backend is chosen when an MSS change is made: nft, else iptables."""
@@ -47,5 +56,6 @@ def build(paths: HostPaths | None = None) -> dict[str, Actuator]:
         IrqAffinityActuator(paths),
         MssClampActuator(LazyMss()),
         OffloadActuator(EthtoolFeatures()),
+        SocketBufferActuator(socket_owner, paths.proc()),
     )
     return {a.kind: a for a in actuators}

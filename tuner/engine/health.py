@@ -42,9 +42,11 @@ STOP_FACTOR = 0.1
 """A counter has "stopped" below a tenth of its baseline rate + 0.5/s."""
 
 
-LOCAL_RATES = frozenset({"softnet_drops_not_worse", "softnet_drops_stop", "link_errors_not_worse"})
+LOCAL_RATES = frozenset(
+    {"softnet_drops_not_worse", "softnet_drops_stop", "link_errors_not_worse", "socket_drops_stop"}
+)
 """Rate checks on counters outside /proc/net/snmp."""
-STOPPING = frozenset({*STOPS, "softnet_drops_stop"})
+STOPPING = frozenset({*STOPS, "softnet_drops_stop", "socket_drops_stop"})
 """Rate checks the remedy must all but stop (the symptom's own counter), not merely keep
 from getting worse."""
 
@@ -136,7 +138,7 @@ class Health:
             if name == "peer_endpoint_stable":
                 return self._endpoint_stable(snapshot, iface, peer, baseline)
             if name in NOT_WORSE or name in STOPS or name in LOCAL_RATES:
-                return self._not_worse(name, snapshot, before, baseline)
+                return self._not_worse(name, snapshot, before, baseline, iface)
         except (TunerError, OSError, ValueError) as exc:
             return CheckResult(name, False, f"check failed: {exc}")
         # The loader refuses unknown names; one that reaches here anyway never passes.
@@ -164,13 +166,22 @@ class Health:
 
     @staticmethod
     def _not_worse(
-        name: str, now: Snapshot, before: Snapshot | None, baseline: CheckResult | None
+        name: str,
+        now: Snapshot,
+        before: Snapshot | None,
+        baseline: CheckResult | None,
+        interface: str | None = None,
     ) -> CheckResult:
         if before is None:
             return CheckResult(name, True, "no earlier snapshot to compare with")
         if name in ("softnet_drops_not_worse", "softnet_drops_stop"):
             old = {r.cpu: r.dropped for r in before.host.softnet}
             grown = sum(delta(old.get(r.cpu, r.dropped), r.dropped) for r in now.host.softnet)
+        elif name == "socket_drops_stop":
+            then, current = before.interface(interface or ""), now.interface(interface or "")
+            if then is None or current is None or then.socket is None or current.socket is None:
+                return CheckResult(name, False, f"no socket of {interface} to count drops on")
+            grown = delta(then.socket.drops, current.socket.drops)
         elif name == "link_errors_not_worse":
             was = {link.name: _errors(link.counters) for link in before.underlays}
             grown = sum(

@@ -44,6 +44,8 @@ POLICY_CHECKS: Mapping[str, str] = MappingProxyType(
         "than before the change",
         "fragmentation_stops": "Ip FragCreates + Ip6FragCreates grow at most a tenth as fast "
         "as before the change (plus 0.5/s of noise)",
+        "socket_drops_stop": "drops on the interface's own WireGuard UDP sockets (sock_diag) "
+        "grow at most a tenth as fast as before the change (plus 0.5/s of noise)",
     }
 )
 """Checks a policy may name in ``verify.health``, with what each checks."""

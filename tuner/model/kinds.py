@@ -23,7 +23,7 @@ from tuner.model.cpumask import format_cpu_list, parse_cpu_list
 from tuner.model.knobs import OFFLOAD_FEATURES, SYSCTL_ALLOWLIST
 from tuner.model.mss import settings_from_canonical
 from tuner.model.policy import Action
-from tuner.model.snapshot import Peer, Snapshot, WgInterface
+from tuner.model.snapshot import Implementation, Peer, Snapshot, WgInterface
 from tuner.model.target import Target
 
 Value = str | None
@@ -246,6 +246,14 @@ def _offload_targets(a: Action, s: Snapshot, i: WgInterface | None, p: Peer | No
     ]
 
 
+def _socket_targets(a: Action, s: Snapshot, i: WgInterface | None, p: Peer | None) -> Current:
+    """A userspace WireGuard's own sockets (kernel WireGuard has none to resize)."""
+    if i is None or i.implementation is not Implementation.USERSPACE or i.socket is None:
+        return []
+    size = i.socket.rcvbuf
+    return [(Target("socket_buffer", i.name), None if size is None else str(size))]
+
+
 def _all_cpus(value: str, s: Snapshot) -> str:
     if value != ALL_CPUS:
         return value
@@ -327,8 +335,20 @@ OFFLOAD = Kind(
     absent="fixed or not offered by this device's driver",
 )
 
+SOCKET_BUFFER = Kind(
+    "socket_buffer",
+    "the receive buffer of a userspace WireGuard's own UDP sockets, resized in place",
+    TargetScope.INTERFACE,
+    INTEGER,
+    (4608, 1 << 30),
+    _socket_targets,
+    "socket_buffer_is",
+    ("handshakes_fresh",),
+    absent="unknown without sock_diag (the socket's buffer size cannot be read)",
+)
+
 KINDS: Mapping[str, Kind] = MappingProxyType(
-    {k.name: k for k in (MTU, KEEPALIVE, SYSCTL, IRQ_AFFINITY, MSS_CLAMP, OFFLOAD)}
+    {k.name: k for k in (MTU, KEEPALIVE, SYSCTL, IRQ_AFFINITY, MSS_CLAMP, OFFLOAD, SOCKET_BUFFER)}
 )
 """Every kind of change, by name."""
 
