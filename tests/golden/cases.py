@@ -374,7 +374,8 @@ def cases() -> list[Case]:
         ),
         Case(
             "udp-socket-default-fires",
-            "wireguard-go's own socket drops for 90 s at rmem_default: a report, no change",
+            "wireguard-go's own socket drops for 90 s at rmem_default: resized in place to "
+            "7 MiB, and the lasting fix (rmem_default, then reopen) reported",
             series(
                 4,
                 30,
@@ -382,19 +383,32 @@ def cases() -> list[Case]:
                     s, rcvbuf_errors=s.rcvbuf_errors + 40, socket_drops=s.socket_drops + 40
                 ),
             ),
-            (),
-            ("udp-socket-default",),
+            (("udp-socket-grow", "socket_buffer", "212992", "7340032", "admit"),),
+            ("udp-socket-default", "udp-socket-grow"),
         ),
         Case(
             "udp-socket-capped-fires",
-            "wireguard-go's socket drops at 2 x rmem_max: raise the cap, then reopen",
+            "wireguard-go's socket drops at 2 x rmem_max: resized in place, and the lasting "
+            "fix (raise the cap, then reopen) reported",
             series(
                 4,
                 30,
                 lambda i, s: replace(s, socket_drops=s.socket_drops + 40, socket_rcvbuf=2 * 212992),
             ),
+            (("udp-socket-grow", "socket_buffer", "425984", "7340032", "admit"),),
+            ("udp-socket-capped", "udp-socket-grow"),
+        ),
+        Case(
+            "udp-socket-at-7-mib-still-drops",
+            "the socket already holds 7 MiB (forced past the cap) and still drops: neither "
+            "grown further nor shrunk, and no buffer advice (a buffer is not what is missing)",
+            series(
+                4,
+                30,
+                lambda i, s: replace(s, socket_drops=s.socket_drops + 40, socket_rcvbuf=7340032),
+            ),
             (),
-            ("udp-socket-capped",),
+            (),
         ),
         Case(
             "udp-errors-of-another-socket",

@@ -130,3 +130,36 @@ def test_softnet_drops_stop_needs_the_drops_all_but_stopped(name: str, halved_pa
     assert after(0).ok and after(40).ok
     assert after(200).ok is halved_passes
     assert not after(900).ok
+
+
+def test_socket_drops_stop_counts_the_changed_interfaces_own_socket() -> None:
+    """udp-socket-grow's proof: drops on wg0's own sockets all but stop. Host-wide UDP
+    errors do not count (another socket's), and a socket that cannot be read fails."""
+    from dataclasses import replace as with_
+
+    from tests.golden.cases import Sample, snapshot
+
+    start = Sample(t=0.0)
+    health = Health(observer=None, prober=None, actuators={})  # type: ignore[arg-type]
+    check = HealthCheck("socket_drops_stop", {"interface": "wg0"})
+    target = Target("socket_buffer", "wg0")
+    base = health.run(
+        check,
+        target,
+        "7340032",
+        snapshot(with_(start, t=1.0, socket_drops=300)),
+        snapshot(start),
+        baseline=None,
+    )
+    assert base.ok and base.value == 300.0
+
+    def after(drops: int, errors: int = 0, iface: str = "wg0") -> CheckResult:
+        then = snapshot(with_(start, t=2.0, socket_drops=300))
+        now = snapshot(with_(start, t=3.0, socket_drops=300 + drops, rcvbuf_errors=errors))
+        probe = HealthCheck("socket_drops_stop", {"interface": iface})
+        return health.run(probe, target, "7340032", now, then, baseline=base)
+
+    assert after(0).ok and after(25).ok
+    assert not after(150).ok  # halved is not stopped
+    assert after(0, errors=5000).ok  # someone else's socket
+    assert not after(0, iface="wg9").ok  # no such interface: nothing proven

@@ -337,12 +337,14 @@ def socket_drops_rate(p: Point, i: WgInterface) -> float | None:
 
 
 def socket_rcvbuf_at_cap(p: Point, i: WgInterface) -> float | None:
-    """1 when the socket holds all net.core.rmem_max allows (the kernel doubles the capped
-    request: 2 x rmem_max), so it asked for more; 0 when it took less (rmem_default)."""
+    """1 when the socket holds exactly what net.core.rmem_max allows (the kernel doubles
+    the capped request: 2 x rmem_max), so it asked for more; 0 below (it took
+    rmem_default) and above (forced past the cap: a privileged wireguard-go's
+    SO_RCVBUFFORCE, or udp-socket-grow)."""
     cap = p.cur.knobs.sysctls.get("net.core.rmem_max")
     if i.socket is None or i.socket.rcvbuf is None or cap is None or not cap.isdigit():
         return None
-    return float(i.socket.rcvbuf >= 2 * int(cap))
+    return float(i.socket.rcvbuf == 2 * int(cap))
 
 
 def log_count(kind: str, seconds: float) -> HostFn:
