@@ -4,11 +4,13 @@ answers to.
 The overflow, its observation and the decision run in the lab: wireguard-go in
 namespace a is starved (SIGSTOPped 200 ms of every 230: paused long enough to overflow,
 running long enough to answer its config socket, like a daemon that cannot keep up)
-while b floods it. wg-tuner sees the drops on wireguard-go's own socket (sock_diag) and
-reports udp-socket-default without changing anything. Then the measurement behind that
-choice (docs/adr/0009): this wireguard-go's socket keeps the buffer it opened with until
-its listen port is set again; a raised net.core.rmem_max helps only a socket opened
-after it. Both touch host-wide sysctls from the initial namespace and restore them.
+while b floods it. wg-tuner sees the drops on wireguard-go's own socket (sock_diag),
+reports udp-socket-default's lasting fix and proposes udp-socket-grow; `apply` resizes
+the running socket in place and verifies it by that socket's drops stopping (ADR 0013).
+Then the measurement behind the choice (docs/adr/0009): this wireguard-go's socket keeps
+the buffer it opened with until its listen port is set again; a raised
+net.core.rmem_max helps only a socket opened after it. Those touch host-wide sysctls
+from the initial namespace and restore them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -126,19 +129,129 @@ def test_starved_wireguard_go_under_a_flood_is_seen_and_diagnosed(
     # WireGuard's (nothing else in the namespace receives).
     assert drops > 1000 and drops <= after - before, (drops, after - before)
     data = json.loads(planned.stdout)
-    (finding,) = [f for f in data["findings"] if f["policy"].startswith("udp-socket")]
+    reports = ("udp-socket-default", "udp-socket-capped")
+    (finding,) = [f for f in data["findings"] if f["policy"] in reports]
     assert finding["policy"] == "udp-socket-default", finding  # 212992 B: rmem_default
     assert finding["interface"] == a.wg
     evidence = {e["metric"]: e["value"] for e in finding["evidence"]}
     assert evidence["iface.socket_drops_rate"] > 0 and evidence["iface.socket_rcvbuf_at_cap"] == 0
-    assert not [c for c in data["changes"] if c["policy"].startswith("udp-")], data["changes"]
+    # The remedy that takes effect is proposed (the next test applies it); plan changes
+    # nothing, and no host-wide sysctl is among the proposals.
+    (grow,) = [c for c in data["changes"] if c["policy"].startswith("udp-")]
+    assert (grow["policy"], grow["kind"], grow["after"]) == (
+        "udp-socket-grow",
+        "socket_buffer",
+        7340032,
+    )
+    assert socket_metric(lab, "wg_tuner_socket_receive_buffer_bytes") == grow["before"]
     assert lab.wait_handshake(30) >= 0  # the resumed wireguard-go still works
     figure(
         "Remediation",
         "wireguard-go starved (stopped 200 of every 230 ms) in a namespace under a 12 s "
         "UDP flood -> drops on its own socket seen by wg-tuner (sock_diag); decision",
         f"+{drops:.0f} (Udp RcvbufErrors +{after - before:.0f}); udp-socket-default "
-        "reported, nothing changed (the fix needs the socket reopened)",
+        "reported with the in-place resize proposed (udp-socket-grow); plan changed nothing",
+    )
+
+
+def paced_flood(lab: Lab, seconds: float, per_tick: int) -> None:
+    """``per_tick`` datagrams every 10 ms from b to a's WireGuard port: a steady rate that
+    a buffer of the right size absorbs across a's pauses, where "as fast as b can" is not."""
+    a = lab.topo.a
+    code = (
+        "import socket,sys,time\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+        "n=int(sys.argv[4]);p=b'x'*1200;t=time.monotonic();end=t+float(sys.argv[3])\n"
+        "while t<end:\n"
+        "    for _ in range(n): s.sendto(p,(sys.argv[1],int(sys.argv[2])))\n"
+        "    t+=0.01;time.sleep(max(0.0,t-time.monotonic()))\n"
+    )
+    subprocess.run(
+        [
+            *("ip", "netns", "exec", lab.topo.b.netns, sys.executable, "-c", code),
+            *(a.underlay_addr, str(a.listen_port), str(seconds), str(per_tick)),
+        ],
+        check=True,
+        timeout=seconds + 30,
+    )
+
+
+def test_a_starved_wireguard_gos_socket_is_resized_in_place_until_its_drops_stop(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
+    """udp-socket-grow end to end: the running socket gets 7 MiB (no reopen, no sysctl),
+    verified by its own drop counter all but stopping; rollback restores its size."""
+    a = lab.topo.a
+    record = lab.require()
+    (pid,) = [int(p["pid"]) for p in record.processes if p["match"] == a.wg]
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    text = (REPO / "policies" / "udp-buffers.yaml").read_text()
+    one_sample = text.replace("for: 60s\n        cycles: 3", "cycles: 1")
+    (policies / "udp-buffers.yaml").write_text(one_sample)
+    state = tmp_path / "state"
+    opened = socket_metric(lab, "wg_tuner_socket_receive_buffer_bytes")
+    stop = threading.Event()
+
+    def starve() -> None:  # paused 200 ms of every 230, as in the test above
+        while not stop.is_set():
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(0.2)
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.03)
+
+    def run(*argv: str) -> Any:
+        out = cli(
+            [*argv, "--format", "json", "--policies", str(policies), "--state-dir", str(state)],
+            netns=a.netns,
+            timeout=120,
+        )
+        return json.loads(out.stdout)
+
+    # 5,000 datagrams a second: about 1,000 (2.3 MB of buffer) arrive in each pause, ten
+    # times what the 212,992 bytes of rmem_default hold, a third of what 7 MiB holds.
+    sender = threading.Thread(target=paced_flood, args=(lab, 40.0, 50))
+    starver = threading.Thread(target=starve)
+    try:
+        sender.start()
+        starver.start()
+        time.sleep(1.0)
+        applied = run(
+            *("apply", "--sample", "2", "--settle", "1", "--verify-window", "6"),
+            *("--grace", "3", "--probe-timeout", "0.3"),
+        )
+        grown = socket_metric(lab, "wg_tuner_socket_receive_buffer_bytes")
+        drops_at = socket_metric(lab, "wg_tuner_socket_drops_total")
+        time.sleep(4.0)
+        drops_later = socket_metric(lab, "wg_tuner_socket_drops_total") - drops_at
+    finally:
+        stop.set()
+        starver.join()
+        os.kill(pid, signal.SIGCONT)
+        sender.join()
+    try:
+        (change,) = [c for c in applied["changes"] if c["policy"] == "udp-socket-grow"]
+        assert change["status"] == "verified", change
+        assert change["before"] == int(opened) and change["after"] == 7340032, change
+        checks = {c["name"]: c for c in change["verification"]["checks"]}
+        stopped = checks["socket_drops_stop"]
+        assert stopped["passed"] and stopped["gate"], stopped
+        assert grown == 7340032 and drops_later <= 5, (grown, drops_later)
+        rolled = run("rollback", "--last")
+        assert socket_metric(lab, "wg_tuner_socket_receive_buffer_bytes") == opened, rolled
+    finally:
+        # Whatever happened, a's socket leaves with the size it came with (a reopen).
+        subprocess.run(
+            ["ip", "netns", "exec", a.netns, "wg", "set", a.wg, "listen-port", str(a.listen_port)],
+            check=True,
+        )
+    assert lab.wait_handshake(30) >= 0
+    figure(
+        "Remediation",
+        "wireguard-go starved (stopped 200 of every 230 ms) under 5,000 datagrams/s: "
+        "udp-socket-grow resizes its running socket (pidfd_getfd), verified by the socket's "
+        "own drops; rollback",
+        f"{opened:.0f} -> 7340032 -> {opened:.0f} B; {stopped['detail']}",
     )
 
 
