@@ -45,6 +45,11 @@ POLICY = """
 def run(root: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
     play = tmp / "play.yml"
     play.write_text(POLICY.replace("{root}", str(root)))
+    return run_play(tmp)
+
+
+def run_play(tmp: Path) -> subprocess.CompletedProcess[str]:
+    play = tmp / "play.yml"
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=str(REPO / "ansible" / "ansible.cfg"),
@@ -86,6 +91,33 @@ def test_role_lays_down_policies_and_unit_idempotently(tmp_path: Path) -> None:
     assert valid.returncode == 0, valid.stdout
     second = run(root, tmp_path)
     assert "changed=0" in second.stdout, second.stdout[-2000:]
+
+
+def test_socket_resizing_is_opt_in_and_opens_exactly_what_it_needs(tmp_path: Path) -> None:
+    """By default the unit cannot ptrace (udp-socket-grow is refused and reported); the
+    opt-in adds CAP_SYS_PTRACE and the one system call, pidfd_getfd, and nothing else."""
+    units = {}
+    for opt_in in (False, True):
+        root = tmp_path / f"root-{opt_in}"
+        mode = "        wg_tuner_mode: enforce\n"
+        play = POLICY.replace(mode, f"{mode}        wg_tuner_resize_wireguard_sockets: {opt_in}\n")
+        (tmp_path / "play.yml").write_text(play.replace("{root}", str(root)))
+        done = run_play(tmp_path)
+        assert done.returncode == 0, done.stdout[-3000:]
+        units[opt_in] = (root / "etc/systemd/system/wg-tuner.service").read_text()
+    assert "CAP_SYS_PTRACE" not in units[False] and "pidfd_getfd" not in units[False]
+    added = set(units[True].splitlines()) - set(units[False].splitlines())
+    settings = {line for line in added if line and not line.startswith("#")}
+    assert settings == {
+        "CapabilityBoundingSet=CAP_SYS_PTRACE",
+        "AmbientCapabilities=CAP_SYS_PTRACE",
+        "SystemCallFilter=pidfd_getfd",
+    }, settings
+    # The allow-list comes after the @debug denial, so it wins for that one call.
+    lines = units[True].splitlines()
+    assert lines.index("SystemCallFilter=pidfd_getfd") > max(
+        i for i, line in enumerate(lines) if line.startswith("SystemCallFilter=~")
+    )
 
 
 def test_ansible_lint_passes() -> None:

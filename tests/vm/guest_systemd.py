@@ -103,6 +103,7 @@ def deploy() -> dict[str, Any]:
         "wg_tuner_package": "wg-tuner",
         "wg_tuner_pip_extra_args": f"--no-index --find-links {WHEELS}",
         "wg_tuner_interval": 1,
+        "wg_tuner_resize_wireguard_sockets": True,
         "ansible_python_interpreter": "/usr/bin/python3",  # apt needs the system's python3-apt
     }
     began = time.monotonic()
@@ -357,6 +358,69 @@ def main() -> int:
             }
         finally:
             subprocess.run(["systemctl", "stop", "wgt-wggo"], check=False)
+
+    @check("the_units_sandbox_lets_udp_socket_grow_resize_only_when_opted_in")
+    def sandboxed_resize() -> dict[str, Any]:
+        """The socket_buffer actuator under the deployed unit's own sandbox (its
+        capabilities, system call filter, mounts; run as a transient service with the
+        unit's settings): with the opt-in it resizes a wireguard-go socket in place and
+        restores it; without the opt-in's lines it is refused, and says why."""
+        deployed()
+        unit = Path("/etc/systemd/system/wg-tuner.service").read_text()
+        section = unit.split("[Service]", 1)[1].split("[Install]", 1)[0]
+        settings = [
+            line.strip()
+            for line in re.sub(r"\\\n", " ", section).splitlines()
+            if "=" in line
+            and not line.startswith("#")
+            and line.split("=", 1)[0]
+            not in ("Type", "NotifyAccess", "ExecStart", "ExecReload", "Restart", "RestartSec",
+                    "RestartPreventExitStatus", "WatchdogSec", "TimeoutStopSec")
+        ]  # fmt: skip
+        opt_in = ("CapabilityBoundingSet=CAP_SYS_PTRACE", "AmbientCapabilities=CAP_SYS_PTRACE",
+                  "SystemCallFilter=pidfd_getfd")  # fmt: skip
+        assert all(line in settings for line in opt_in), settings
+        subprocess.run(
+            ["systemd-run", "--unit=wgt-wgsock",
+             "--setenv=WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1",
+             "wireguard-go", "-f", "wgs0"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        code = (
+            "import json,sys\n"
+            "from tuner.actuators.base import Target\n"
+            "from tuner.actuators.registry import build\n"
+            "a=build()['socket_buffer'];t=Target('socket_buffer',sys.argv[1])\n"
+            "out={'check':a.check(t)}\n"
+            "if out['check'] is None:\n"
+            "    out['prior']=p=a.read(t);out['changed']=a.apply(t,'7340032')\n"
+            "    out['grown']=a.read(t);a.revert(t,p);out['restored']=a.read(t)\n"
+            "print(json.dumps(out))\n"
+        )
+
+        def under(lines: list[str]) -> dict[str, Any]:
+            props = [f"--property={line}" for line in lines]
+            out = subprocess.run(
+                ["systemd-run", "--wait", "--pipe", "--collect", "--quiet", *props,
+                 "/opt/wg-tuner/bin/python", "-c", code, "wgs0"],
+                capture_output=True, text=True, check=False, timeout=300,
+            )  # fmt: skip
+            assert out.returncode == 0, (out.stdout[-1500:], out.stderr[-1500:])
+            result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+            return result
+
+        try:
+            wait_for("wgs0", lambda: Path("/sys/class/net/wgs0").exists(), 60)
+            subprocess.run(["wg", "set", "wgs0", "listen-port", "51840"], check=True)
+            subprocess.run(["ip", "link", "set", "wgs0", "up"], check=True)
+            allowed = under(settings)
+            refused = under([line for line in settings if line not in opt_in])
+        finally:
+            subprocess.run(["systemctl", "stop", "wgt-wgsock"], check=False)
+        assert allowed["check"] is None and allowed["changed"] is True, allowed
+        assert allowed["grown"] == "7340032" and allowed["restored"] == allowed["prior"], allowed
+        assert "CAP_SYS_PTRACE" in (refused["check"] or ""), refused
+        return {"opted_in": allowed, "default": refused, "settings": len(settings)}
 
     @check("second_deploy_changes_nothing")
     def second() -> dict[str, Any]:

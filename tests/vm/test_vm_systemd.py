@@ -128,5 +128,14 @@ def test_the_deployed_daemon_counts_wireguard_gos_journal(
     )
 
 
+def test_the_units_sandbox_lets_the_socket_resize_happen_only_when_opted_in(
+    report: dict[str, Any],
+) -> None:
+    entry = passed(report, "the_units_sandbox_lets_udp_socket_grow_resize_only_when_opted_in")
+    assert entry["opted_in"]["grown"] == "7340032"
+    assert entry["opted_in"]["restored"] == entry["opted_in"]["prior"]
+    assert "CAP_SYS_PTRACE" in entry["default"]["check"]
+
+
 def test_a_second_deploy_changes_nothing(report: dict[str, Any]) -> None:
     assert passed(report, "second_deploy_changes_nothing")["changed"] == 0
