@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from hypothesis import HealthCheck as HC
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import require_privileges
 from tests.fakehost import build_tree
 from tests.fakeports import FakeFeatures, FakeLinks, FakeNft, FakeWg
 from tuner.actuators.base import Actuator, Target
@@ -20,6 +23,7 @@ from tuner.actuators.keepalive import KeepaliveActuator
 from tuner.actuators.mss import MssClampActuator, NftMss
 from tuner.actuators.mtu import MtuActuator
 from tuner.actuators.offload import OffloadActuator
+from tuner.actuators.socket_buffer import SocketBufferActuator
 from tuner.actuators.sysctl import SysctlActuator
 from tuner.errors import InvalidValue, NotApplicable, NotRevertible
 from tuner.model.checks import POLICY_CHECKS
@@ -87,13 +91,57 @@ def make_case(kind: str, tmp_path: Path) -> Case:  # noqa: PLR0911 - one case pe
             "on",
             lambda: features.writes,
         )
+    if kind == "socket":
+        actuator = CountingSocketBuffer(udp_owner())
+        return Case(actuator, Target("socket_buffer", "wg0"), "7340032", lambda: actuator.writes)
     nft = FakeNft()
     return Case(
         MssClampActuator(NftMss(nft)), Target("mss_clamp", "wg0"), "pmtu", lambda: nft.writes
     )
 
 
-KINDS = ["mtu", "keepalive", "sysctl", "irq", "rps", "mss", "offload"]
+class CountingSocketBuffer(SocketBufferActuator):
+    def __init__(self, owner: tuple[int, int]) -> None:
+        super().__init__(lambda _: owner)
+        self.writes = 0
+
+    def _write(self, target: Target, size: int) -> None:
+        self.writes += 1
+        super()._write(target, size)
+
+
+_CHILDREN: list[subprocess.Popen[str]] = []
+
+
+def udp_owner() -> tuple[int, int]:
+    """A real process of ours holding a UDP socket per family on one port, as a
+    userspace WireGuard does; killed after the test (the ``children`` fixture)."""
+    require_privileges()  # SO_RCVBUFFORCE needs CAP_NET_ADMIN
+    code = (
+        "import socket,time\n"
+        "a=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);a.bind(('127.0.0.1',0))\n"
+        "port=a.getsockname()[1]\n"
+        "b=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);b.bind(('::1',port))\n"
+        "print(port,flush=True);time.sleep(120)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    _CHILDREN.append(child)
+    assert child.stdout is not None
+    return child.pid, int(child.stdout.readline())
+
+
+@pytest.fixture(autouse=True)
+def children() -> Iterator[None]:
+    yield
+    while _CHILDREN:
+        child = _CHILDREN.pop()
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+KINDS = ["mtu", "keepalive", "sysctl", "irq", "rps", "mss", "offload", "socket"]
 DECLARED = declared_kinds
 
 
