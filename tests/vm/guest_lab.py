@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -227,6 +228,53 @@ def softnet_drops_during(seconds: float) -> dict[str, Any]:
     )  # fmt: skip
     _ = sent
     return {"seconds": seconds, "drops": softnet_drops() - start}
+
+
+SOCKET_PORT = 51995
+PACED = (
+    "import socket,sys,time\n"
+    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+    "n=int(sys.argv[2]);p=b'x'*1200;t=time.monotonic();end=t+float(sys.argv[1])\n"
+    "while t<end:\n"
+    f"    for _ in range(n): s.sendto(p,('127.0.0.1',{SOCKET_PORT}))\n"
+    "    t+=0.01;time.sleep(max(0.0,t-time.monotonic()))\n"
+)
+"""``argv[2]`` datagrams every 10 ms for ``argv[1]`` seconds to the wireguard-go port."""
+
+
+def socket_drops(port: int) -> int:
+    """Drops on the UDP sockets bound to ``port`` (/proc/net/udp{,6}, the last column)."""
+    total = 0
+    for name in ("udp", "udp6"):
+        for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                total += int(fields[-1])
+    return total
+
+
+@contextlib.contextmanager
+def starved(pid: int, stopped: float, running: float) -> Any:
+    """``pid`` stopped for ``stopped`` seconds of every ``stopped + running``."""
+    import threading
+
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.is_set():
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(stopped)
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(running)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        os.kill(pid, signal.SIGCONT)
 
 
 def main() -> int:
@@ -477,6 +525,92 @@ def main() -> int:
                 "restored": restored,
                 "flood_drops_at_50": before,
                 "flood_drops_at_100": after,
+                "checks": checks,
+            }
+
+        @check("wireguard_go_socket_resized_until_its_drops_stop")
+        def socket_grow() -> dict[str, Any]:
+            """wireguard-go in the VM's initial namespace, starved (stopped 200 ms of
+            every 300) under a paced flood over loopback: its own socket drops at
+            rmem_default. udp-socket-grow resizes the running socket to 7 MiB in place,
+            socket_drops_stop verifies it on that socket's drops, rollback restores it."""
+            policies = Path("/run/wgt-sock-policies")
+            policies.mkdir()
+            (doc,) = [
+                d
+                for d in (Path(POLICIES) / "udp-buffers.yaml").read_text().split("\n---\n")
+                if "name: udp-socket-grow" in d
+            ]
+            doc = doc.replace("for: 60s", "for: 0s").replace("cycles: 3", "cycles: 1")
+            (policies / "udp-socket-grow.yaml").write_text(doc)
+            state = Path("/run/wgt-sock")
+            env = {**os.environ, "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
+            wggo = subprocess.Popen(
+                ["wireguard-go", "-f", "wgtsk0"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            flood: subprocess.Popen[str] | None = None
+
+            def drops_during(seconds: float) -> int:
+                start = socket_drops(SOCKET_PORT)
+                subprocess.run([sys.executable, "-S", "-c", PACED, str(seconds), "10"],
+                               check=True, timeout=120)  # fmt: skip
+                return socket_drops(SOCKET_PORT) - start
+
+            def buffers() -> list[int]:
+                out = subprocess.run(["ss", "-uamnH", "sport", "=", f":{SOCKET_PORT}"],
+                                     capture_output=True, text=True, check=True).stdout  # fmt: skip
+                return [int(x) for x in re.findall(r"\brb(\d+)", out)]
+
+            try:
+                wait_for("wgtsk0", lambda: Path("/sys/class/net/wgtsk0").exists(), 60)
+                subprocess.run(["wg", "set", "wgtsk0", "listen-port", str(SOCKET_PORT)],
+                               check=True)  # fmt: skip
+                subprocess.run(["ip", "link", "set", "wgtsk0", "up"], check=True)
+                opened = buffers()
+                with starved(wggo.pid, 0.2, 0.1):
+                    before = drops_during(3.0)
+                    flood = subprocess.Popen(
+                        [sys.executable, "-S", "-c", PACED, "240", "10"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+                    )  # fmt: skip
+                    time.sleep(1.0)
+                    proc = subprocess.run(
+                        [sys.executable, "-S", "-m", "tuner", "apply", "--format", "json",
+                         "--state-dir", str(state), "--policies", str(policies),
+                         "--sample", "1.5", "--settle", "0.5", "--verify-window", "4",
+                         "--grace", "1", "--log-format", "json"],
+                        capture_output=True, text=True, timeout=300, check=False,
+                    )  # fmt: skip
+                    flood.kill()
+                    flood.wait()
+                    flood = None
+                    grown = buffers()
+                    after = drops_during(3.0)
+                assert proc.stdout, proc.stderr[-2000:]
+                (change,) = json.loads(proc.stdout)["changes"]
+                tuner_json("rollback", "--last", "--format", "json", "--state-dir", str(state),
+                           "--log-format", "json")  # fmt: skip
+                restored = buffers()
+            finally:
+                if flood is not None:
+                    flood.kill()
+                    flood.wait()
+                wggo.terminate()
+                wggo.wait(timeout=30)
+            checks = {c["name"]: c["detail"] for c in change["verification"]["checks"]}
+            assert change["status"] == "verified", (change, before, after)
+            assert "socket_drops_stop" in checks, change
+            assert grown == [7340032, 7340032] and restored == opened, (opened, grown, restored)
+            assert before > 0 and after <= before // 10, (before, after)
+            return {
+                "opened": opened,
+                "grown": grown,
+                "restored": restored,
+                "drops_before": before,
+                "drops_after": after,
                 "checks": checks,
             }
 

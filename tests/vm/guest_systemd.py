@@ -315,11 +315,15 @@ def main() -> int:
             )  # fmt: skip
             subprocess.run(["ip", "addr", "add", "10.77.0.1/24", "dev", "wgj0"], check=True)
             subprocess.run(["ip", "link", "set", "wgj0", "up"], check=True)
-            sender = (  # traffic for the peer: wireguard-go starts handshakes for it
+            # Traffic for the peer, one packet every 30 s: each starts a handshake, and
+            # wireguard-go retries it every 5 s until the next packet. Traffic every
+            # 0.5 s (as before) started a new handshake each 5 s instead, which raced
+            # the retry timer and under emulation won it for minutes: no retry line.
+            sender = (
                 "import socket,time\n"
                 "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-                "for _ in range(300):\n"
-                "    s.sendto(b'x',('10.77.0.2',9)); time.sleep(0.5)\n"
+                "for _ in range(10):\n"
+                "    s.sendto(b'x',('10.77.0.2',9)); time.sleep(30)\n"
             )
             pinger = subprocess.Popen(
                 [sys.executable, "-S", "-c", sender],
@@ -361,32 +365,26 @@ def main() -> int:
 
     @check("the_units_sandbox_lets_udp_socket_grow_resize_only_when_opted_in")
     def sandboxed_resize() -> dict[str, Any]:
-        """The socket_buffer actuator under the deployed unit's own sandbox (its
-        capabilities, system call filter, mounts; run as a transient service with the
-        unit's settings): with the opt-in it resizes a wireguard-go socket in place and
-        restores it; without the opt-in's lines it is refused, and says why."""
+        """The socket_buffer actuator under the deployed unit's own sandbox: a oneshot
+        unit written from the deployed wg-tuner.service (its capabilities, system call
+        filter, mounts, parsed by systemd as that file is), with only the command
+        replaced. With the opt-in it resizes a wireguard-go socket in place and
+        restores it; with the opt-in's lines taken out it is refused, and says why."""
         deployed()
         unit = Path("/etc/systemd/system/wg-tuner.service").read_text()
-        section = unit.split("[Service]", 1)[1].split("[Install]", 1)[0]
+        service = unit.split("[Service]", 1)[1].split("[Install]", 1)[0]
+        dropped = ("Type", "NotifyAccess", "ExecStart", "ExecReload", "Restart", "RestartSec",
+                   "RestartPreventExitStatus", "WatchdogSec")  # fmt: skip
         settings = [
             line.strip()
-            for line in re.sub(r"\\\n", " ", section).splitlines()
-            if "=" in line
-            and not line.startswith("#")
-            and line.split("=", 1)[0]
-            not in ("Type", "NotifyAccess", "ExecStart", "ExecReload", "Restart", "RestartSec",
-                    "RestartPreventExitStatus", "WatchdogSec", "TimeoutStopSec")
-        ]  # fmt: skip
+            for line in re.sub(r"\\\n", " ", service).splitlines()
+            if "=" in line and not line.startswith("#") and line.split("=", 1)[0] not in dropped
+        ]
         opt_in = ("CapabilityBoundingSet=CAP_SYS_PTRACE", "AmbientCapabilities=CAP_SYS_PTRACE",
                   "SystemCallFilter=pidfd_getfd")  # fmt: skip
         assert all(line in settings for line in opt_in), settings
-        subprocess.run(
-            ["systemd-run", "--unit=wgt-wgsock",
-             "--setenv=WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1",
-             "wireguard-go", "-f", "wgs0"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        code = (
+        script = Path("/run/wgt-sandbox.py")
+        script.write_text(
             "import json,sys\n"
             "from tuner.actuators.base import Target\n"
             "from tuner.actuators.registry import build\n"
@@ -395,28 +393,48 @@ def main() -> int:
             "if out['check'] is None:\n"
             "    out['prior']=p=a.read(t);out['changed']=a.apply(t,'7340032')\n"
             "    out['grown']=a.read(t);a.revert(t,p);out['restored']=a.read(t)\n"
-            "print(json.dumps(out))\n"
+            "print('RESULT',json.dumps(out),flush=True)\n"
         )
 
-        def under(lines: list[str]) -> dict[str, Any]:
-            props = [f"--property={line}" for line in lines]
-            out = subprocess.run(
-                ["systemd-run", "--wait", "--pipe", "--collect", "--quiet", *props,
-                 "/opt/wg-tuner/bin/python", "-c", code, "wgs0"],
-                capture_output=True, text=True, check=False, timeout=300,
-            )  # fmt: skip
-            assert out.returncode == 0, (out.stdout[-1500:], out.stderr[-1500:])
-            result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        def under(name: str, lines: list[str]) -> dict[str, Any]:
+            Path(f"/run/systemd/system/{name}.service").write_text(
+                "[Service]\nType=oneshot\n"
+                f"ExecStart=/opt/wg-tuner/bin/python {script} wgs0\n" + "\n".join(lines) + "\n"
+            )
+            subprocess.run(["systemctl", "daemon-reload"], check=True)
+            started = subprocess.run(
+                ["systemctl", "start", f"{name}.service"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=300,
+            )
+            assert started.returncode == 0, (started.stderr, journal(name)[-3000:])
+
+            def results() -> list[str]:  # journald takes the line in on its own time
+                return [x for x in journal(name).splitlines() if x.startswith("RESULT ")]
+
+            wait_for(f"{name}'s result in the journal", lambda: bool(results()), 30)
+            (line,) = results()
+            result: dict[str, Any] = json.loads(line[len("RESULT ") :])
             return result
 
+        subprocess.run(
+            ["systemd-run", "--unit=wgt-wgsock",
+             "--setenv=WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1",
+             "wireguard-go", "-f", "wgs0"],
+            check=True, capture_output=True,
+        )  # fmt: skip
         try:
             wait_for("wgs0", lambda: Path("/sys/class/net/wgs0").exists(), 60)
             subprocess.run(["wg", "set", "wgs0", "listen-port", "51840"], check=True)
             subprocess.run(["ip", "link", "set", "wgs0", "up"], check=True)
-            allowed = under(settings)
-            refused = under([line for line in settings if line not in opt_in])
+            allowed = under("wgt-sandbox-opted-in", settings)
+            refused = under("wgt-sandbox-default", [x for x in settings if x not in opt_in])
         finally:
             subprocess.run(["systemctl", "stop", "wgt-wgsock"], check=False)
+            for name in ("wgt-sandbox-opted-in", "wgt-sandbox-default"):
+                Path(f"/run/systemd/system/{name}.service").unlink(missing_ok=True)
         assert allowed["check"] is None and allowed["changed"] is True, allowed
         assert allowed["grown"] == "7340032" and allowed["restored"] == allowed["prior"], allowed
         assert "CAP_SYS_PTRACE" in (refused["check"] or ""), refused

@@ -121,3 +121,20 @@ def test_softnet_drops_of_kernel_wireguard_raise_the_backlog_until_they_stop(
         "verified by softnet drops stopping (the same 3 s flood at 50 and at 100); rollback",
         f"50 -> 100 -> 50; {at_50} -> {at_100} drops",
     )
+
+
+def test_wireguard_gos_socket_drops_stop_when_its_socket_is_resized_in_place(
+    report: dict[str, Any], figure: FigureFn
+) -> None:
+    entry = passed(report, "wireguard_go_socket_resized_until_its_drops_stop")
+    assert entry["grown"] == [7340032, 7340032] and entry["restored"] == entry["opened"]
+    assert entry["drops_before"] > 0 and entry["drops_after"] <= entry["drops_before"] // 10
+    assert "socket_drops_stop" in entry["checks"]
+    figure(
+        "Kernel (VM)",
+        "wireguard-go in the VM's initial namespace, starved (200 of every 300 ms) under "
+        "1,000 datagrams/s: udp-socket-grow resizes its running socket, verified by the "
+        "socket's own drops (the same 3 s flood before and after); rollback",
+        f"{entry['opened'][0]} -> 7340032 -> {entry['restored'][0]} B; "
+        f"{entry['drops_before']} -> {entry['drops_after']} drops",
+    )
