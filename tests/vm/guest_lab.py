@@ -545,12 +545,13 @@ def main() -> int:
             (policies / "udp-socket-grow.yaml").write_text(doc)
             state = Path("/run/wgt-sock")
             env = {**os.environ, "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
-            wggo = subprocess.Popen(
-                ["wireguard-go", "-f", "wgtsk0"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            # No udev here: /dev/net/tun appears once the module is loaded.
+            subprocess.run(["modprobe", "tun"], check=True)
+            wggo_log = Path("/run/wgt-wgsk.log")
+            with wggo_log.open("w") as out:
+                wggo = subprocess.Popen(
+                    ["wireguard-go", "-f", "wgtsk0"], env=env, stdout=out, stderr=out
+                )
             flood: subprocess.Popen[str] | None = None
 
             def drops_during(seconds: float) -> int:
@@ -565,7 +566,10 @@ def main() -> int:
                 return [int(x) for x in re.findall(r"\brb(\d+)", out)]
 
             try:
-                wait_for("wgtsk0", lambda: Path("/sys/class/net/wgtsk0").exists(), 60)
+                try:
+                    wait_for("wgtsk0", lambda: Path("/sys/class/net/wgtsk0").exists(), 60)
+                except AssertionError:
+                    raise AssertionError(wggo_log.read_text()[-2000:]) from None
                 subprocess.run(["wg", "set", "wgtsk0", "listen-port", str(SOCKET_PORT)],
                                check=True)  # fmt: skip
                 subprocess.run(["ip", "link", "set", "wgtsk0", "up"], check=True)
