@@ -60,21 +60,24 @@ def socket_metric(lab: Lab, name: str) -> float:
     raise AssertionError(f"no {name} series for {lab.topo.a.wg}")
 
 
-def flood(lab: Lab, seconds: float) -> None:
-    """Datagrams from b to a's WireGuard port, as fast as b can send them."""
+def flood(lab: Lab, seconds: float, per_tick: int = 0) -> None:
+    """Datagrams from b to a's WireGuard port: ``per_tick`` every 10 ms (a steady rate
+    that a buffer of the right size absorbs across a's pauses), or with 0 as fast as b
+    can send them."""
     a = lab.topo.a
     code = (
         "import socket,sys,time\n"
         "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-        "end=time.monotonic()+float(sys.argv[3]);p=b'x'*1200\n"
-        "while time.monotonic()<end:\n"
-        "    for _ in range(200): s.sendto(p,(sys.argv[1],int(sys.argv[2])))\n"
-        "    time.sleep(0.001)\n"
+        "n=int(sys.argv[4]);p=b'x'*1200;t=time.monotonic();end=t+float(sys.argv[3])\n"
+        "while t<end:\n"
+        "    for _ in range(n or 200): s.sendto(p,(sys.argv[1],int(sys.argv[2])))\n"
+        "    if n: t+=0.01;time.sleep(max(0.0,t-time.monotonic()))\n"
+        "    else: time.sleep(0.001);t=time.monotonic()\n"
     )
     subprocess.run(
         [
             *("ip", "netns", "exec", lab.topo.b.netns, sys.executable, "-c", code),
-            *(a.underlay_addr, str(a.listen_port), str(seconds)),
+            *(a.underlay_addr, str(a.listen_port), str(seconds), str(per_tick)),
         ],
         check=True,
         timeout=seconds + 30,
@@ -154,28 +157,6 @@ def test_starved_wireguard_go_under_a_flood_is_seen_and_diagnosed(
     )
 
 
-def paced_flood(lab: Lab, seconds: float, per_tick: int) -> None:
-    """``per_tick`` datagrams every 10 ms from b to a's WireGuard port: a steady rate that
-    a buffer of the right size absorbs across a's pauses, where "as fast as b can" is not."""
-    a = lab.topo.a
-    code = (
-        "import socket,sys,time\n"
-        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-        "n=int(sys.argv[4]);p=b'x'*1200;t=time.monotonic();end=t+float(sys.argv[3])\n"
-        "while t<end:\n"
-        "    for _ in range(n): s.sendto(p,(sys.argv[1],int(sys.argv[2])))\n"
-        "    t+=0.01;time.sleep(max(0.0,t-time.monotonic()))\n"
-    )
-    subprocess.run(
-        [
-            *("ip", "netns", "exec", lab.topo.b.netns, sys.executable, "-c", code),
-            *(a.underlay_addr, str(a.listen_port), str(seconds), str(per_tick)),
-        ],
-        check=True,
-        timeout=seconds + 30,
-    )
-
-
 def test_a_starved_wireguard_gos_socket_is_resized_in_place_until_its_drops_stop(
     lab: Lab, tmp_path: Path, figure: FigureFn
 ) -> None:
@@ -210,7 +191,7 @@ def test_a_starved_wireguard_gos_socket_is_resized_in_place_until_its_drops_stop
 
     # 5,000 datagrams a second: about 1,000 (2.3 MB of buffer) arrive in each pause, ten
     # times what the 212,992 bytes of rmem_default hold, a third of what 7 MiB holds.
-    sender = threading.Thread(target=paced_flood, args=(lab, 40.0, 50))
+    sender = threading.Thread(target=flood, args=(lab, 40.0, 50))
     starver = threading.Thread(target=starve)
     try:
         sender.start()

@@ -20,9 +20,10 @@ from tuner.observe.paths import HostPaths
 SOCKETS = Path("/var/run/wireguard")
 
 
-def actuate(netns: str, *args: str) -> dict[str, object]:
+def actuate(netns: str, *args: str, via: tuple[str, ...] = ()) -> dict[str, object]:
+    """One actuator operation in ``netns``; ``via`` wraps the interpreter (setpriv)."""
     out = subprocess.run(
-        ["ip", "netns", "exec", netns, sys.executable, "-m", "tests.helpers.actuate", *args],
+        ["ip", "netns", "exec", netns, *via, sys.executable, "-m", "tests.helpers.actuate", *args],
         capture_output=True,
         text=True,
         check=True,
@@ -257,19 +258,9 @@ def test_socket_buffer_without_the_right_to_ptrace_is_refused_and_says_why(
     subprocess.run([*wg_set, "listen-port", "51820"], check=True)
     subprocess.run(["ip", "-n", netns, "link", "set", ifname, "up"], check=True)
     # As the shipped unit runs it without CAP_SYS_PTRACE in its bounding set.
-    out = subprocess.run(
-        [
-            *("ip", "netns", "exec", netns, "setpriv", "--bounding-set=-sys_ptrace"),
-            *("--inh-caps=-sys_ptrace", sys.executable, "-m", "tests.helpers.actuate"),
-            *("socket_buffer", ifname, "check"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-        timeout=60,
-    ).stdout
-    reason = json.loads(out)["check"]
+    no_ptrace = ("setpriv", "--bounding-set=-sys_ptrace", "--inh-caps=-sys_ptrace")
+    reason = actuate(netns, "socket_buffer", ifname, "check", via=no_ptrace)["check"]
+    assert isinstance(reason, str)
     assert "CAP_SYS_PTRACE" in reason and ifname in reason, reason
     assert "no socket" not in reason  # not mistaken for a missing socket
 
