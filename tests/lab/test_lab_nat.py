@@ -8,6 +8,7 @@ from the hub reaches a after an idle gap longer than the NAT's timeout.
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -94,6 +95,26 @@ def a_talks_now_and_then(lab: Lab, every: float) -> Iterator[None]:
         thread.join(timeout=30)
 
 
+@contextmanager
+def b_takes_kicks_silently(lab: Lab) -> Iterator[None]:
+    """A socket on b's discard port that reads nothing and answers nothing. Without it
+    b's kernel answers a's kicks with port-unreachable errors through the tunnel: the
+    hub sends at once and its passive keepalive 10 s later never comes, so whether the
+    hub "sent in the silence" (what makes a churn bound the lifetime) would hang on
+    which of two snapshots that error fell into."""
+    code = "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+    code += "s.bind(('',9));time.sleep(3600)\n"
+    argv = ["ip", "netns", "exec", lab.topo.b.netns, sys.executable, "-c", code]
+    sink = subprocess.Popen(argv)
+    try:
+        time.sleep(0.5)
+        assert sink.poll() is None, "the sink on b did not start"
+        yield
+    finally:
+        sink.kill()
+        sink.wait()
+
+
 def run_args(window: float) -> tuple[str, ...]:
     """The lab daemon's fast timers (FAST) with a verification window of ``window`` s."""
     fast = list(FAST)
@@ -119,19 +140,29 @@ def test_the_hubs_keepalive_steps_down_until_the_churn_stops(
     keepalive answers 10 s after a's packet and refreshes the mapping too), so each of
     a's packets after the NAT forgot leaves on a new port: churn at the hub."""
     textfile = tmp_path / "metrics.prom"
-    with nat(lab, timeout), a_talks_now_and_then(lab, timeout + 15):
-        args = (*run_args(timeout + 25), "--textfile", str(textfile))
-        with daemon(lab, tmp_path, *args, role="b") as d:
+    args = (*run_args(timeout + 25), "--textfile", str(textfile))
+    with (
+        nat(lab, timeout),
+        b_takes_kicks_silently(lab),
+        daemon(lab, tmp_path, *args, role="b") as d,
+    ):
+        # The silence before a churn bounds the NAT's lifetime only if the hub saw a's
+        # traffic arrive (rx grow between two of its snapshots) before it: a daemon
+        # that started after a's last packet has seen none, and the first churn gives
+        # no bound. So a talks once the hub's daemon is running, then now and then.
+        d.wait_for(lambda: bool(d.named("cycle.done")), 60, "the hub's first cycle")
+        lab.kick("a")
+        with a_talks_now_and_then(lab, timeout + 15):
             d.wait_for(
                 lambda: any(r["state"] == "verified" for r in d.journal()),
                 300,
                 "a verified keepalive",
             )
             reached, before, after = idle_then_hub_pings(lab, timeout)
-            final = keepalive(lab, "b")
-            series = textfile.read_text()
-            assert d.stop() == 0
-        journal = d.journal()
+        final = keepalive(lab, "b")
+        series = textfile.read_text()
+        assert d.stop() == 0
+    journal = d.journal()
     applied = [r["desired"] for r in journal if r["state"] == "applied"]
     states = [(r["desired"], r["state"]) for r in journal if r["state"] != "intended"]
     assert applied == ladder, states
