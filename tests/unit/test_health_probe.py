@@ -163,3 +163,42 @@ def test_socket_drops_stop_counts_the_changed_interfaces_own_socket() -> None:
     assert not after(150).ok  # halved is not stopped
     assert after(0, errors=5000).ok  # someone else's socket
     assert not after(0, iface="wg9").ok  # no such interface: nothing proven
+
+
+def test_softirq_spreads_needs_the_other_cores_to_take_softirq_work() -> None:
+    """softirq-hotspot's proof is where softirq time goes (/proc/stat per core): a
+    change after which one core still does it all did not spread it, though nothing
+    got worse; a load that ended leaves nothing to judge."""
+    from dataclasses import replace as with_
+
+    from tests.golden.cases import Sample, snapshot
+
+    start = Sample(t=0.0)
+    health = Health(observer=None, prober=None, actuators={})  # type: ignore[arg-type]
+    check = HealthCheck("softirq_spreads")
+    target = Target("irq_affinity", "eth0/rx-0")
+
+    def at(t: float, cpu0: int, cpu1: int) -> Any:
+        """Softirq jiffies so far on each core (each core's time adds up to 100/s)."""
+        return snapshot(
+            with_(
+                start,
+                t=t,
+                cpu0=(cpu0, cpu0, int(100 * t) - cpu0),
+                cpu1=(cpu1, cpu1, int(100 * t) - cpu1),
+            )
+        )
+
+    base = health.run(check, target, "0-1", at(10.0, 950, 5), at(0.0, 0, 0), baseline=None)
+    assert base.ok and base.value == pytest.approx(5 / 955)  # one core did it all
+
+    def after(cpu0: int, cpu1: int) -> CheckResult:
+        return health.run(
+            check, target, "0-1", at(20.0, 950 + cpu0, 5 + cpu1), at(10.0, 950, 5), baseline=base
+        )
+
+    spread = after(600, 350)
+    assert spread.ok and "37%" in spread.detail, spread
+    assert not after(940, 10).ok  # still one core's: nothing spread
+    assert not after(900, 150).ok  # 14 %: not yet a fifth of the work
+    assert after(2, 1).ok  # the load is gone: nothing left to spread

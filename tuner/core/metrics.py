@@ -22,7 +22,7 @@ from tuner.model.rates import (
     sent_unanswered,
 )
 from tuner.model.rates import rates as compute_rates
-from tuner.model.snapshot import Implementation, Peer, Snapshot, WgInterface
+from tuner.model.snapshot import USER_HZ, Implementation, Peer, Snapshot, WgInterface
 
 NEVER = 1e9
 """Handshake age reported for a peer that never completed a handshake."""
@@ -398,10 +398,6 @@ def underlay_feature_off(feature: str, needs: str | None = None) -> IfaceFn:
         )
 
     return fn
-
-
-USER_HZ = 100
-"""/proc/PID/task/TID/stat counts in USER_HZ ticks, 100 for userspace on Linux."""
 
 
 def _thread_cores(p: Point, i: WgInterface) -> list[float] | None:

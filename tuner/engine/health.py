@@ -16,8 +16,8 @@ from tuner.errors import TunerError
 from tuner.model.checks import NOT_WORSE, STOPS
 from tuner.model.kinds import KINDS, VALUE_CHECKS
 from tuner.model.probe import round_trip_size
-from tuner.model.rates import delta
-from tuner.model.snapshot import ACTIVE_HANDSHAKE_MAX, LinkCounters, Snapshot
+from tuner.model.rates import delta, softirq_spread
+from tuner.model.snapshot import ACTIVE_HANDSHAKE_MAX, USER_HZ, LinkCounters, Snapshot
 from tuner.model.target import Target
 from tuner.observe.collector import Observer
 from tuner.observe.probes import SMALL_PACKET, PathProber, tunnel_target
@@ -40,6 +40,11 @@ WORSE_SLACK = 0.5
 """An error rate is "worse" above baseline x 1.5 + 0.5/s (noise must not roll back)."""
 STOP_FACTOR = 0.1
 """A counter has "stopped" below a tenth of its baseline rate + 0.5/s."""
+SPREAD_MIN, SPREAD_GAIN = 0.2, 0.1
+"""Softirq has "spread" when the cores other than the hottest do at least a fifth of it,
+and a tenth more of it than before the change."""
+SPREAD_IDLE = 0.05
+"""Softirq below this many cores' worth (all together): no load left to spread."""
 
 
 LOCAL_RATES = frozenset(
@@ -137,6 +142,8 @@ class Health:
                 return CheckResult(name, bool(got), f"stale handshake; tunnel reachable: {got}")
             if name == "peer_endpoint_stable":
                 return self._endpoint_stable(snapshot, iface, peer, baseline)
+            if name == "softirq_spreads":
+                return self._spread(snapshot, before, baseline)
             if name in NOT_WORSE or name in STOPS or name in LOCAL_RATES:
                 return self._not_worse(name, snapshot, before, baseline, iface)
         except (TunerError, OSError, ValueError) as exc:
@@ -162,6 +169,28 @@ class Health:
             False,
             f"endpoint churned {was} -> {now}: the NAT still forgets the mapping",
             now,
+        )
+
+    @staticmethod
+    def _spread(
+        now: Snapshot, before: Snapshot | None, baseline: CheckResult | None
+    ) -> CheckResult:
+        """softirq-hotspot's own counter: softirq time per core (/proc/stat)."""
+        name = "softirq_spreads"
+        if before is None:
+            return CheckResult(name, True, "no earlier snapshot to compare with")
+        spread = softirq_spread(before, now)
+        share = spread.outside_hottest
+        detail = f"{share:.0%} of softirq time outside the hottest core"
+        base = baseline.value if baseline is not None else None
+        if not isinstance(base, float | int):
+            return CheckResult(name, True, f"{detail} before the change", share)
+        cores = spread.jiffies / USER_HZ / max(1.0, spread.seconds)
+        if cores < SPREAD_IDLE:
+            return CheckResult(name, True, f"no softirq load left ({cores:.2f} cores)", share)
+        needed = max(SPREAD_MIN, base + SPREAD_GAIN)
+        return CheckResult(
+            name, share >= needed, f"{detail} (before {base:.0%}, needed {needed:.0%})", share
         )
 
     @staticmethod

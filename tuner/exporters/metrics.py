@@ -22,11 +22,8 @@ from tuner.exporters.exposition import Rows, text
 from tuner.exporters.naming import PEER_NAMES, PWE, WE
 from tuner.files import write_atomic
 from tuner.model.probe import MtuProbe, Reachability
-from tuner.model.snapshot import Link, Snapshot
+from tuner.model.snapshot import USER_HZ, Link, Snapshot
 from tuner.observe.logs import KINDS as LOG_KINDS
-
-USER_HZ = 100
-"""/proc/stat counts in USER_HZ ticks, which Linux fixes at 100 for userspace."""
 
 SNMP_COUNTERS: dict[str, tuple[str, ...]] = {
     "Udp": ("InDatagrams", "OutDatagrams", "InErrors", "RcvbufErrors", "SndbufErrors", "NoPorts"),

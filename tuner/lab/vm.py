@@ -155,6 +155,9 @@ class Vm:
     """A multi-queue virtio-net NIC (0: none): real per-queue MSI-X IRQs. Its host end is
     a tap device in a network namespace made for this run and deleted after it, up with
     ``TAP_HOST`` so the guest's NIC can carry real traffic (to that address only)."""
+    host_sender: bool = False
+    """With a NIC: ``vm_sender.serve`` in the tap's namespace for the whole run, so the
+    guest can have datagrams sent into its NIC from outside (``vm_sender.flood``)."""
     disk_queues: int = 0
     """A multi-queue virtio-blk disk (0: none) on a sparse file of this run: blk-mq gives
     its request queues kernel-managed IRQs, which refuse affinity writes."""
@@ -200,6 +203,27 @@ class Vm:
             )
         return qemu_opts, netns
 
+    def _sender(self, netns: str | None) -> subprocess.Popen[bytes] | None:
+        if netns is None:
+            return None
+        script = str(Path(__file__).with_name("vm_sender.py"))  # stdlib only: no imports
+        return subprocess.Popen(
+            [
+                _require("ip"),
+                "netns",
+                "exec",
+                netns,
+                sys.executable,
+                "-S",
+                script,
+                TAP_HOST,
+                TAP_GUEST,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
     def _systemd_command(
         self, kernel: Path, shared: Path, runner: Path, qemu_opts: Sequence[str]
     ) -> list[str]:
@@ -240,11 +264,47 @@ class Vm:
             cmd.append("--qemu-opts=" + " ".join(qemu_opts))
         return cmd
 
+    @staticmethod
+    def _runner(shared: Path, argv: Sequence[str], env: dict[str, str] | None) -> Path:
+        """The guest's script: the bundle in place, the environment, the command with its
+        output and exit code written to the shared directory."""
+        (shared / "argv.json").write_text(json.dumps(list(argv)))
+        runner = shared / "run.sh"
+        variables = {
+            "PYTHONPATH": GUEST_BUNDLE,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
+            **(env or {}),
+        }
+        exports = "".join(f"export {k}={_quote(v)}\n" for k, v in variables.items())
+        runner.write_text(
+            "#!/bin/sh\n"
+            f"cp {shared}/bundle.zip {GUEST_BUNDLE}\n"
+            f"{exports}"
+            "cd /\n"
+            f"{_quote(sys.executable)} -S -c "
+            + _quote(
+                "import json,subprocess,sys;"
+                f"a=json.load(open({str(shared / 'argv.json')!r}));"
+                f"o=open({str(shared / 'stdout')!r},'wb');"
+                f"e=open({str(shared / 'stderr')!r},'wb');"
+                "r=subprocess.run(a,stdout=o,stderr=e).returncode;"
+                f"open({str(shared / 'rc')!r},'w').write(str(r))"
+            )
+            + "\n"
+        )
+        runner.chmod(0o755)
+        return runner
+
     def run(self, argv: Sequence[str], env: dict[str, str] | None = None) -> VmResult:
+        if self.host_sender and not self.queues:
+            raise LabError("a host sender needs the VM's NIC (queues > 0)")
         kernel = find_kernel()
         _require("qemu-system-x86_64")
         _require("busybox")
         base = Path(tempfile.mkdtemp(prefix="wg-tuner-vm-", dir=self.workdir))
+        netns: str | None = None
+        sender: subprocess.Popen[bytes] | None = None
         try:
             bundle = python_bundle(
                 Path(tempfile.gettempdir()) / "wg-tuner-vm-cache", self.bundle_extra
@@ -252,37 +312,13 @@ class Vm:
             shared = base / "shared"
             shared.mkdir()
             shutil.copy(bundle, shared / "bundle.zip")
-            (shared / "argv.json").write_text(json.dumps(list(argv)))
-            runner = shared / "run.sh"
-            variables = {
-                "PYTHONPATH": GUEST_BUNDLE,
-                "PYTHONDONTWRITEBYTECODE": "1",
-                "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
-                **(env or {}),
-            }
-            exports = "".join(f"export {k}={_quote(v)}\n" for k, v in variables.items())
-            runner.write_text(
-                "#!/bin/sh\n"
-                f"cp {shared}/bundle.zip {GUEST_BUNDLE}\n"
-                f"{exports}"
-                "cd /\n"
-                f"{_quote(sys.executable)} -S -c "
-                + _quote(
-                    "import json,subprocess,sys;"
-                    f"a=json.load(open({str(shared / 'argv.json')!r}));"
-                    f"o=open({str(shared / 'stdout')!r},'wb');"
-                    f"e=open({str(shared / 'stderr')!r},'wb');"
-                    "r=subprocess.run(a,stdout=o,stderr=e).returncode;"
-                    f"open({str(shared / 'rc')!r},'w').write(str(r))"
-                )
-                + "\n"
-            )
-            runner.chmod(0o755)
+            runner = self._runner(shared, argv, env)
             qemu_opts, netns = self._devices(base)
             build = self._systemd_command if self.systemd else self._virtme_command
             cmd = build(kernel, shared, runner, qemu_opts)
             if netns:
                 cmd = ["ip", "netns", "exec", netns, *cmd]
+            sender = self._sender(netns if self.host_sender else None)
             began = time.monotonic()
             path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
             proc = subprocess.Popen(
@@ -307,8 +343,6 @@ class Vm:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-                if netns:
-                    run(["ip", "netns", "del", netns], check=False)
             seconds = time.monotonic() - began
             serial = shared / "serial.log"
             console = (serial.read_text(errors="replace") if serial.exists() else out)[-40000:]
@@ -325,6 +359,11 @@ class Vm:
                 console,
             )
         finally:
+            if sender is not None:
+                sender.kill()
+                sender.wait()
+            if netns:
+                run(["ip", "netns", "del", netns], check=False)
             shutil.rmtree(base, ignore_errors=True)
 
 

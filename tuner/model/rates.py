@@ -98,3 +98,22 @@ def counter_deltas(prev: Snapshot, cur: Snapshot) -> dict[str, Mapping[str, int]
                 {k: delta(old_values.get(k, v), v) for k, v in values.items()}
             )
     return counters
+
+
+@dataclass(frozen=True, slots=True)
+class SoftirqSpread:
+    """Where softirq time went between two snapshots."""
+
+    jiffies: int
+    """Softirq time on all cores together."""
+    seconds: float
+    outside_hottest: float
+    """Share of it outside the core that had the most: 0 when one core did it all."""
+
+
+def softirq_spread(prev: Snapshot, cur: Snapshot) -> SoftirqSpread:
+    old = {c.cpu: c.softirq for c in prev.host.cpus}
+    per_core = [delta(old[c.cpu], c.softirq) for c in cur.host.cpus if c.cpu in old]
+    total = sum(per_core)
+    outside = 1.0 - max(per_core) / total if total > 0 else 0.0
+    return SoftirqSpread(total, max(0.0, cur.monotonic - prev.monotonic), outside)

@@ -118,6 +118,10 @@ class WgInterface:
     """Local source addresses of the routes to its peers' endpoints (NAT detection)."""
 
 
+USER_HZ = 100
+"""/proc/stat and /proc/PID/task/TID/stat count in USER_HZ ticks: 100 for userspace on Linux."""
+
+
 @dataclass(frozen=True, slots=True)
 class CpuSoftnet:
     cpu: int
