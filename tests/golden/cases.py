@@ -21,6 +21,7 @@ from tuner.model.snapshot import (
     CpuTimes,
     HostCounters,
     Implementation,
+    Interrupt,
     Knobs,
     Link,
     LinkCounters,
@@ -82,6 +83,8 @@ class Sample:
     keepalive: int = 0
     sources: tuple[str, ...] = ()
     """local source addresses of the route to the peer's endpoint (NAT detection)."""
+    queue_irqs: tuple[str, ...] = ()
+    """eth0's queue IRQs (eth0-TxRx-N, IRQ 40+N): the CPU list of each one's affinity."""
 
 
 def snapshot(s: Sample) -> Snapshot:
@@ -146,6 +149,10 @@ def snapshot(s: Sample) -> Snapshot:
         netstat=frozen_map({}),
         softnet=(CpuSoftnet(0, 1000, s.softnet_drops, 0), CpuSoftnet(1, 1000, 0, 0)),
         cpus=(cpu(0, *s.cpu0), cpu(1, *s.cpu1)),
+        interrupts=tuple(
+            Interrupt(40 + n, f"eth0-TxRx-{n}", (0, 0), aff, "eth0", n)
+            for n, aff in enumerate(s.queue_irqs)
+        ),
         conntrack=Conntrack(s.conntrack, 1000),
         log_events=tuple(LogEvent(kind, dev, s.t - ago) for kind, dev, ago in s.log),
         log_available=True,
@@ -447,6 +454,43 @@ def cases() -> list[Case]:
             ),
             (("softirq-hotspot", "irq_affinity", "", "0-1", "admit"),),
             ("softirq-hotspot",),
+        ),
+        Case(
+            "softirq-spread-fires-on-a-multiqueue-nic",
+            "the same hotspot, eth0's four queue IRQs all on cpu0: queues 1 and 3 move to "
+            "cpu1 (0 and 2 are on theirs); RPS is not the remedy for a multi-queue NIC",
+            series(
+                7,
+                60,
+                lambda i, s: replace(
+                    s,
+                    cpu0=(s.cpu0[0] + 5700, s.cpu0[1] + 4200, s.cpu0[2] + 300),
+                    cpu1=(s.cpu1[0] + 300, s.cpu1[1] + 60, s.cpu1[2] + 5700),
+                    queue_irqs=("0", "0", "0", "0"),
+                ),
+            ),
+            (
+                ("softirq-irq-spread", "irq_affinity", "0", "1", "admit"),
+                ("softirq-irq-spread", "irq_affinity", "0", "0", "noop"),
+            ),
+            ("softirq-irq-spread",),
+        ),
+        Case(
+            "softirq-hotspot-with-spread-queues",
+            "the same hotspot, eth0's two queue IRQs already on their own cores (one "
+            "heavy flow): neither spreading nor RPS can help, nothing changes",
+            series(
+                7,
+                60,
+                lambda i, s: replace(
+                    s,
+                    cpu0=(s.cpu0[0] + 5700, s.cpu0[1] + 4200, s.cpu0[2] + 300),
+                    cpu1=(s.cpu1[0] + 300, s.cpu1[1] + 60, s.cpu1[2] + 5700),
+                    queue_irqs=("0", "1"),
+                ),
+            ),
+            (),
+            (),
         ),
         Case(
             "crypto-bound-userspace-fires",

@@ -130,3 +130,46 @@ def test_process_cpu_is_read_per_thread_from_the_live_proc() -> None:
     assert len(got.threads) >= 2 and os.getpid() in got.threads  # main thread's tid = pid
     assert got.total >= 0
     assert procfs.read_process_cpu(HostPaths(), 2**22 + 1) is None  # no such pid
+
+
+@pytest.mark.parametrize(
+    ("prefix", "name", "queue"),
+    [
+        ("eth0", "eth0-TxRx-3", 3),
+        ("eth0", "eth0-rx-12", 12),
+        ("virtio3", "virtio3-input.1", 1),
+        ("virtio3", "virtio3-output.0", 0),
+        ("virtio3", "virtio3-config", None),
+        ("eth1", "eth1", None),  # one vector for everything: no queue to spread
+    ],
+)
+def test_queue_numbers_end_the_irq_name(prefix: str, name: str, queue: int | None) -> None:
+    assert procfs.queue_number(prefix, name) == queue
+
+
+def test_virtio_net_queue_irqs_are_found_by_their_virtio_device(tmp_path: Path) -> None:
+    """virtio-net names its IRQs after the virtio device (virtio3-input.0), not the
+    link: /sys/class/net/ens4/device leads to it."""
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "interrupts").write_text(
+        "           CPU0       CPU1\n"
+        " 30:          0          0   PCI-MSIX-0000:00:04.0   0-edge      virtio3-config\n"
+        " 31:        900          0   PCI-MSIX-0000:00:04.0   1-edge      virtio3-input.0\n"
+        " 32:         10          0   PCI-MSIX-0000:00:04.0   2-edge      virtio3-output.0\n"
+        " 33:        700          0   PCI-MSIX-0000:00:04.0   3-edge      virtio3-input.1\n"
+        " 34:          5          5   PCI-MSIX-0000:00:05.0   1-edge      virtio4-input.0\n"
+    )
+    for irq in range(30, 35):
+        (tmp_path / "proc" / "irq" / str(irq)).mkdir(parents=True)
+        (tmp_path / "proc" / "irq" / str(irq) / "smp_affinity_list").write_text("0\n")
+    bus = tmp_path / "sys" / "devices" / "pci0000:00" / "0000:00:04.0" / "virtio3"
+    bus.mkdir(parents=True)
+    (tmp_path / "sys" / "class" / "net" / "ens4").mkdir(parents=True)
+    (tmp_path / "sys" / "class" / "net" / "ens4" / "device").symlink_to(bus)
+    irqs = procfs.read_interrupts(HostPaths.under(tmp_path), ["ens4"])
+    assert [(i.irq, i.device, i.queue, i.affinity_list) for i in irqs] == [
+        (30, "ens4", None, "0"),
+        (31, "ens4", 0, "0"),
+        (32, "ens4", 0, "0"),
+        (33, "ens4", 1, "0"),
+    ]  # virtio4 is another device's

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from tuner.model.cpumask import spread_cpu
 from tuner.model.nat import LADDER, LIFETIME_CAP, NatPeer, behind_nat, endpoint_host, keepalive_fit
 from tuner.model.nat import lookup as nat_lookup
 from tuner.model.probe import OVERHEAD_V4, OVERHEAD_V6, ProbeOutcome
@@ -22,7 +23,7 @@ from tuner.model.rates import (
     sent_unanswered,
 )
 from tuner.model.rates import rates as compute_rates
-from tuner.model.snapshot import USER_HZ, Implementation, Peer, Snapshot, WgInterface
+from tuner.model.snapshot import USER_HZ, Implementation, Interrupt, Peer, Snapshot, WgInterface
 
 NEVER = 1e9
 """Handshake age reported for a peer that never completed a handshake."""
@@ -508,6 +509,23 @@ def cpu_hot_softirq(p: Point) -> float | None:
     return max(shares)[1] if shares else None
 
 
+def _queue_irqs(p: Point) -> list[Interrupt]:
+    devices = {u.name for u in p.cur.underlays}
+    return [q for q in p.cur.host.interrupts if q.device in devices and q.queue is not None]
+
+
+def irq_queues(p: Point) -> float:
+    return float(len(_queue_irqs(p)))
+
+
+def irq_unspread(p: Point) -> float:
+    """Queue IRQs not yet on the CPU ``set: spread`` would give them."""
+    cpus = sorted(c.cpu for c in p.cur.host.cpus)
+    return float(
+        sum(q.affinity_list != str(spread_cpu(q.queue or 0, cpus)) for q in _queue_irqs(p))
+    )
+
+
 def conntrack_fill(p: Point) -> float | None:
     ct = p.cur.host.conntrack
     return ct.count / ct.max if ct and ct.max > 0 else None
@@ -839,6 +857,21 @@ CATALOGUE: dict[str, Metric] = {
             "share",
             "softirq share of the busiest core",
             host=cpu_hot_softirq,
+        ),
+        Metric(
+            "irq.queues",
+            "host",
+            "count",
+            "queue IRQs of the underlay links found in /proc/interrupts (named after the "
+            "link or its virtio device, ending in the queue's number)",
+            host=irq_queues,
+        ),
+        Metric(
+            "irq.unspread",
+            "host",
+            "count",
+            "underlay queue IRQs not on their own CPU (queue N's on the Nth CPU)",
+            host=irq_unspread,
         ),
         Metric("conntrack.fill", "host", "share", "conntrack entries / max", host=conntrack_fill),
         Metric(

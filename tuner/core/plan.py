@@ -136,7 +136,7 @@ def propose(
             current = assume.get(target, seen)
             desired = _desired(policy.action, current, point, finding, snapshot)
             if desired is not None and kind.resolve is not None:
-                desired = kind.resolve(desired, snapshot)
+                desired = kind.resolve(desired, snapshot, target)
             out.append((policy, finding, target, current, desired))
     return out
 

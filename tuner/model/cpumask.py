@@ -7,6 +7,8 @@ normalise to the canonical range list, so ``00000000,0000000f == 0-3``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 MAX_CPUS = 8192
 
 
@@ -65,3 +67,9 @@ def format_hex_mask(cpus: frozenset[int]) -> str:
     for cpu in cpus:
         value |= 1 << cpu
     return format(value, "x")
+
+
+def spread_cpu(queue: int, cpus: Sequence[int]) -> int:
+    """The CPU a NIC's queue ``queue`` gets when its queues are spread over ``cpus``
+    (sorted): one each, round robin."""
+    return cpus[queue % len(cpus)] if cpus else 0

@@ -19,7 +19,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from tuner.model.checks import HealthCheck
-from tuner.model.cpumask import format_cpu_list, parse_cpu_list
+from tuner.model.cpumask import format_cpu_list, parse_cpu_list, spread_cpu
 from tuner.model.knobs import OFFLOAD_FEATURES, SYSCTL_ALLOWLIST
 from tuner.model.mss import settings_from_canonical
 from tuner.model.policy import Action
@@ -94,9 +94,9 @@ _CPU_LIST = re.compile(r"[0-9]{1,4}(?:-[0-9]{1,4})?(?:,[0-9]{1,4}(?:-[0-9]{1,4})
 def _cpu_list(raw: object, bounds: tuple[int, int] | None) -> str:
     if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < 8192:
         return str(raw)
-    if raw == ALL_CPUS or (isinstance(raw, str) and _CPU_LIST.fullmatch(raw)):
+    if raw in (ALL_CPUS, SPREAD) or (isinstance(raw, str) and _CPU_LIST.fullmatch(raw)):
         return str(raw)
-    raise BadValue(f"invalid CPU list {str(raw)[:40]!r}", "'all' or like 0-3,6")
+    raise BadValue(f"invalid CPU list {str(raw)[:40]!r}", "'all', 'spread' or like 0-3,6")
 
 
 def _normalise_cpus(text: str) -> str:
@@ -141,6 +141,9 @@ MSS = ValueType(
     _schema(oneOf=[{"type": "integer"}, {"const": "pmtu"}]),
 )
 ALL_CPUS = "all"
+"""Every CPU, for the underlay's RPS masks."""
+SPREAD = "spread"
+"""The underlay's queue IRQs instead of its RPS masks, queue N's on the Nth CPU."""
 
 
 def _on_off(raw: object, bounds: tuple[int, int] | None) -> str:
@@ -181,8 +184,9 @@ class Kind:
     absent: str = ""
     """When a target's current value is None, the change is held as not revertible with
     this reason ("" : None is a value like any other, e.g. no MSS rule yet)."""
-    resolve: Callable[[str, Snapshot], str] | None = None
-    """Turns a symbolic desired value (``all`` CPUs) into a concrete one."""
+    resolve: Callable[[str, Snapshot, Target], str | None] | None = None
+    """Turns a symbolic desired value (``all`` CPUs) into the target's concrete one
+    (None: none can be derived)."""
 
     @property
     def interface(self) -> bool:
@@ -225,7 +229,14 @@ def _mss_targets(a: Action, s: Snapshot, i: WgInterface | None, p: Peer | None) 
 
 
 def _queue_targets(a: Action, s: Snapshot, i: WgInterface | None, p: Peer | None) -> Current:
+    """The underlay's RPS masks; with ``set: spread``, its queue IRQs instead."""
     devices = set(i.underlays) if i else {u.name for u in s.underlays}
+    if a.value == SPREAD:
+        return [
+            (Target("irq_affinity", f"irq/{irq.irq}"), irq.affinity_list)
+            for irq in s.host.interrupts
+            if irq.device in devices and irq.queue is not None
+        ]
     return [
         (Target("irq_affinity", queue), mask)
         for queue, mask in sorted(s.knobs.rps_cpus.items())
@@ -254,11 +265,16 @@ def _socket_targets(a: Action, s: Snapshot, i: WgInterface | None, p: Peer | Non
     return [(Target("socket_buffer", i.name), None if size is None else str(size))]
 
 
-def _all_cpus(value: str, s: Snapshot) -> str:
-    if value != ALL_CPUS:
-        return value
-    cpus = sorted(c.cpu for c in s.host.cpus)
-    return f"{cpus[0]}-{cpus[-1]}" if len(cpus) > 1 else (str(cpus[0]) if cpus else "0")
+def _cpus_for(value: str, s: Snapshot, target: Target) -> str | None:
+    """``all``: every CPU; ``spread``: queue N's IRQ on the Nth CPU (modulo their count),
+    so a NIC's queues, and the flows hashed onto them, land on different cores."""
+    cpus = sorted(c.cpu for c in s.host.cpus) or [0]
+    if value == ALL_CPUS:
+        return f"{cpus[0]}-{cpus[-1]}" if len(cpus) > 1 else str(cpus[0])
+    if value == SPREAD:
+        irq = next((q for q in s.host.interrupts if f"irq/{q.irq}" == target.name), None)
+        return None if irq is None or irq.queue is None else str(spread_cpu(irq.queue, cpus))
+    return value
 
 
 MTU = Kind(
@@ -308,7 +324,7 @@ IRQ_AFFINITY = Kind(
     _queue_targets,
     "affinity_is",
     ("softnet_drops_not_worse", "handshakes_fresh"),
-    resolve=_all_cpus,
+    resolve=_cpus_for,
 )
 MSS_CLAMP = Kind(
     "mss_clamp",

@@ -165,6 +165,11 @@ class Interrupt:
     per_cpu: tuple[int, ...]
     affinity_list: str | None
     """Normalised CPU list (e.g. ``0-3``); None when unreadable."""
+    device: str = ""
+    """The underlay link it belongs to."""
+    queue: int | None = None
+    """Its queue's number (``eth0-TxRx-3``, ``virtio0-input.3``: 3); None for a
+    device's other IRQs (``virtio0-config``, a single-vector ``eth1``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ exist in this namespace or kernel yields an empty value, never an exception.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -136,14 +137,43 @@ def read_cpus(paths: HostPaths) -> tuple[CpuTimes, ...]:
     return parse_stat(text) if text else ()
 
 
+_QUEUE_NUMBER = re.compile(r"[^0-9]([0-9]{1,5})$")
+
+
+def queue_number(prefix: str, name: str) -> int | None:
+    """The queue an IRQ named ``name`` serves, after its device's ``prefix``: the number
+    that ends it (``-TxRx-3``, ``-input.3``, ``-rx-3``); None when nothing follows the
+    prefix or no number ends it (``virtio0-config``)."""
+    m = _QUEUE_NUMBER.search(name[len(prefix) :])
+    return int(m[1]) if m else None
+
+
+def irq_prefixes(paths: HostPaths, device: str) -> tuple[str, ...]:
+    """Names a link's IRQs begin with in /proc/interrupts: its own, and its bus device's
+    when that is a virtio device (virtio-net names its queues ``virtio3-input.0``)."""
+    bus = os.path.basename(os.path.realpath(paths.sys("class", "net", device, "device")))
+    return (device, bus) if bus.startswith("virtio") and bus[6:].isdigit() else (device,)
+
+
 def read_interrupts(paths: HostPaths, devices: Iterable[str]) -> tuple[Interrupt, ...]:
     text = _read(paths.proc("interrupts"))
     if not text:
         return ()
+    owner = {prefix: dev for dev in devices for prefix in irq_prefixes(paths, dev)}
     out: list[Interrupt] = []
-    for irq, name, counts in parse_interrupts(text, devices):
+    for irq, name, counts in parse_interrupts(text, owner):
+        prefix = next(p for p in owner if name == p or name.startswith((f"{p}-", f"{p}:")))
         affinity = _read(paths.proc("irq", str(irq), "smp_affinity_list"))
-        out.append(Interrupt(irq, name, counts, normalise_list(affinity) if affinity else None))
+        out.append(
+            Interrupt(
+                irq,
+                name,
+                counts,
+                normalise_list(affinity) if affinity else None,
+                owner[prefix],
+                queue_number(prefix, name),
+            )
+        )
     return tuple(out)
 
 
