@@ -27,11 +27,14 @@ from tuner.actuators.offload import OffloadActuator
 from tuner.actuators.sysctl import SysctlActuator
 from tuner.adapters.ethtool import EthtoolFeatures
 from tuner.errors import NotApplicable, NotRevertible, PermanentActuatorError
+from tuner.lab import vm_sender
 from tuner.lab.vm import TAP_GUEST, TAP_HOST
+from tuner.lab.vm_sender import Request
 from tuner.model.target import Target
 from tuner.observe.paths import HostPaths
 
 WG = "wgvm0"
+POLICIES = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd() / "policies"
 REPORT: dict[str, dict[str, Any]] = {}
 
 
@@ -108,6 +111,63 @@ def secrets_of(keys: dict[str, str]) -> list[str]:
         raw = base64.b64decode(keys[name])
         out += [keys[name], raw.hex()]
     return out
+
+
+def nic_up() -> str:
+    """The virtio-net NIC up with ``TAP_GUEST`` (once), answering the tap's host end."""
+    nic = next(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith("e"))
+    if TAP_GUEST not in sh("ip", "-4", "-o", "addr", "show", "dev", nic):
+        sh("ip", "addr", "add", f"{TAP_GUEST}/24", "dev", nic)
+        sh("ip", "link", "set", nic, "up")
+    return nic
+
+
+def queue_irqs() -> dict[int, str]:
+    """The NIC's queue IRQs (``virtioN-input.Q``, ``virtioN-output.Q``) by number."""
+    return {
+        int(line.split(":")[0]): line.split()[-1]
+        for line in Path("/proc/interrupts").read_text().splitlines()
+        if "-input." in line or "-output." in line
+    }
+
+
+def affinity(irq: int) -> str:
+    return Path(f"/proc/irq/{irq}/smp_affinity_list").read_text().strip()
+
+
+def cpu_work(seconds: float) -> dict[str, list[float]]:
+    """Per CPU over ``seconds``: softirq share of its time (/proc/stat), packets its
+    softirq processed (softnet_stat), interrupts of the NIC's input queues."""
+
+    def read() -> tuple[list[list[int]], list[int], list[int]]:
+        stat = [
+            [int(x) for x in line.split()[1:9]]
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("cpu") and line[3].isdigit()
+        ]
+        net = [
+            int(line.split()[0], 16)
+            for line in Path("/proc/net/softnet_stat").read_text().splitlines()
+        ]
+        irqs = [0] * len(stat)
+        for line in Path("/proc/interrupts").read_text().splitlines():
+            if "-input." in line:
+                for cpu, count in enumerate(line.split(":")[1].split()[: len(stat)]):
+                    irqs[cpu] += int(count)
+        return stat, net, irqs
+
+    (s0, n0, i0) = read()
+    time.sleep(seconds)
+    (s1, n1, i1) = read()
+    softirq = []
+    for a, b in zip(s0, s1, strict=True):
+        d = [y - x for x, y in zip(a, b, strict=True)]
+        softirq.append(round(d[6] / max(1, sum(d)), 2))
+    return {
+        "softirq": softirq,
+        "processed": [b - a for a, b in zip(n0, n1, strict=True)],
+        "interrupts": [b - a for a, b in zip(i0, i1, strict=True)],
+    }
 
 
 def tuner_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -268,9 +328,7 @@ def main() -> int:
         # in on the NIC's input queues. Each queue's IRQ is moved to one CPU, then to the
         # other, through the actuator; /proc/interrupts must count the flood's interrupts
         # on the CPU the mask names, and the exact prior masks come back at the end.
-        nic = next(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith("e"))
-        sh("ip", "addr", "add", f"{TAP_GUEST}/24", "dev", nic)
-        sh("ip", "link", "set", nic, "up")
+        nic_up()
         inputs = [
             int(line.split(":")[0])
             for line in Path("/proc/interrupts").read_text().splitlines()
@@ -311,6 +369,63 @@ def main() -> int:
         assert on0[0] >= 50 and on0[1] <= on0[0] // 10, seen
         assert restored == priors, (restored, priors)
         return {"irqs": inputs, "to_cpu1": on1, "to_cpu0": on0, "priors": priors}
+
+    @check("softirq_hotspot_spread_over_the_queue_irqs")
+    def hotspot() -> dict[str, Any]:
+        """A flood from outside (the tap's host end: 64 flows, 1,400-byte datagrams to
+        wgvm0's port) with every queue IRQ on CPU 0 drowns CPU 0 in softirq while CPU 1
+        idles. softirq-irq-spread moves queue 1's IRQs to CPU 1; softirq_spreads
+        verifies it on softirq time itself; rollback --last restores every mask."""
+        nic_up()
+        policies = Path("/run/wgt-spread-policies")
+        policies.mkdir()
+        text = (POLICIES / "softirq-hotspot.yaml").read_text()
+        # The shipped policy wants 5 minutes; one apply samples once.
+        (policies / "softirq-hotspot.yaml").write_text(text.replace("for: 5m", "for: 0s"))
+        state = Path("/run/wgt-spread")
+        irqs = queue_irqs()
+        priors = {irq: Path(f"/proc/irq/{irq}/smp_affinity_list").read_text() for irq in irqs}
+        flood = Request(rate=150_000, seconds=120, port=51820, flows=64, size=1400)
+        try:
+            for irq in irqs:
+                Path(f"/proc/irq/{irq}/smp_affinity_list").write_text("0")
+            stacked = dict.fromkeys(irqs.values(), "0")
+            with vm_sender.flood(TAP_HOST, flood):
+                time.sleep(1.0)
+                before = cpu_work(3.0)
+                # On CPU 1, the idle one: on CPU 0 softirq would starve it.
+                proc = subprocess.run(
+                    ["taskset", "-c", "1", sys.executable, "-S", "-m", "tuner", "apply",
+                     "--format", "json", "--state-dir", str(state), "--policies",
+                     str(policies), "--sample", "3", "--settle", "1", "--verify-window", "4",
+                     "--grace", "1", "--log-format", "json"],
+                    capture_output=True, text=True, timeout=300, check=False,
+                )  # fmt: skip
+                spread = {name: affinity(irq) for irq, name in irqs.items()}
+                after = cpu_work(3.0)
+            rollback = tuner_cli("rollback", "--last", "--format", "json", "--state-dir",
+                                 str(state))  # fmt: skip
+            restored = {name: affinity(irq) for irq, name in irqs.items()}
+        finally:
+            for irq, prior in priors.items():
+                Path(f"/proc/irq/{irq}/smp_affinity_list").write_text(prior)
+        assert proc.stdout, proc.stderr[-3000:]
+        changes = json.loads(proc.stdout)["changes"]
+        moved = [c for c in changes if c["status"] != "noop"]
+        assert moved and all(c["policy"] == "softirq-irq-spread" for c in moved), changes
+        checks = {c["name"]: c["detail"] for c in moved[0]["verification"]["checks"]}
+        assert all(c["status"] == "verified" for c in moved), (changes, before, after)
+        assert "softirq_spreads" in checks, checks
+        assert rollback.returncode == 0 and restored == stacked, (rollback.stderr, restored)
+        return {
+            "stacked": stacked,
+            "spread": spread,
+            "restored": restored,
+            "before": before,
+            "after": after,
+            "checks": checks,
+            "moved": sorted(c["target"] for c in moved),
+        }
 
     @check("offloads_on_virtio_net")
     def offloads() -> dict[str, Any]:
