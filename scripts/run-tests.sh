@@ -11,7 +11,7 @@ figures=$(mktemp -d -t wg-tuner-figures.XXXXXX)
 export WG_TUNER_FIGURES="$figures"
 "$PY" -m pytest -m soak -p no:cacheprovider -q "$@" >"$log" 2>&1 &
 soak=$!
-"$PY" -m pytest -m "not soak" "$@"
+"$PY" -m pytest -m "not soak" --durations=12 "$@"
 main=$?
 echo "--- soak run (tests marked soak) ---"
 wait "$soak"
