@@ -85,6 +85,8 @@ class Sample:
     """local source addresses of the route to the peer's endpoint (NAT detection)."""
     queue_irqs: tuple[str, ...] = ()
     """eth0's queue IRQs (eth0-TxRx-N, IRQ 40+N): the CPU list of each one's affinity."""
+    irq_cpus: str | None = None
+    """/proc/irq/default_smp_affinity as a list (None: unreadable)."""
 
 
 def snapshot(s: Sample) -> Snapshot:
@@ -153,6 +155,7 @@ def snapshot(s: Sample) -> Snapshot:
             Interrupt(40 + n, f"eth0-TxRx-{n}", (0, 0), aff, "eth0", n)
             for n, aff in enumerate(s.queue_irqs)
         ),
+        irq_cpus=s.irq_cpus,
         conntrack=Conntrack(s.conntrack, 1000),
         log_events=tuple(LogEvent(kind, dev, s.t - ago) for kind, dev, ago in s.log),
         log_available=True,
@@ -474,6 +477,18 @@ def cases() -> list[Case]:
                 ("softirq-irq-spread", "irq_affinity", "0", "0", "noop"),
             ),
             ("softirq-irq-spread",),
+        ),
+        Case(
+            "softirq-spread-keeps-off-cores-kept-free-of-irqs",
+            "the same hotspot and stacked queue IRQs, but IRQs may go to cpu0 only "
+            "(default_smp_affinity 1, cpu1 kept free): nothing to spread onto",
+            series(
+                7,
+                60,
+                lambda i, s: replace(hot_cpu0(i, s), queue_irqs=("0", "0"), irq_cpus="0"),
+            ),
+            (),
+            (),
         ),
         Case(
             "softirq-hotspot-with-spread-queues",

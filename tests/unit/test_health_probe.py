@@ -200,5 +200,5 @@ def test_softirq_spreads_needs_the_other_cores_to_take_softirq_work() -> None:
     spread = after(600, 350)
     assert spread.ok and "37%" in spread.detail, spread
     assert not after(940, 10).ok  # still one core's: nothing spread
-    assert not after(900, 150).ok  # 14 %: not yet a fifth of the work
+    assert not after(930, 60).ok  # 6 %: not yet a tenth of the work
     assert after(2, 1).ok  # the load is gone: nothing left to spread

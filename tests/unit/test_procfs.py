@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakehost import FIXTURES, build_tree
+from tuner.model.cpumask import spread_cpus
 from tuner.model.snapshot import CpuSoftnet
 from tuner.observe import procfs
 from tuner.observe.knobs import read_knobs, read_queue_masks
@@ -173,3 +174,20 @@ def test_virtio_net_queue_irqs_are_found_by_their_virtio_device(tmp_path: Path) 
         (32, "ens4", 0, "0"),
         (33, "ens4", 1, "0"),
     ]  # virtio4 is another device's
+
+
+def test_the_cpus_irqs_may_go_to_come_from_default_smp_affinity(tmp_path: Path) -> None:
+    assert procfs.read_irq_cpus(HostPaths.under(tmp_path)) is None  # unreadable: unknown
+    (tmp_path / "proc" / "irq").mkdir(parents=True)
+    (tmp_path / "proc" / "irq" / "default_smp_affinity").write_text("00000000,00000033\n")
+    assert procfs.read_irq_cpus(HostPaths.under(tmp_path)) == "0-1,4-5"
+
+
+@pytest.mark.parametrize(
+    ("allowed", "cpus"),
+    [(None, [0, 1, 2, 3]), ("0-1", [0, 1]), ("1,3", [1, 3]), ("8-9", [0, 1, 2, 3])],
+)
+def test_queue_irqs_spread_only_over_cpus_irqs_may_go_to(
+    allowed: str | None, cpus: list[int]
+) -> None:
+    assert spread_cpus([3, 1, 0, 2], allowed) == cpus

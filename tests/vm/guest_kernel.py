@@ -372,7 +372,7 @@ def main() -> int:
 
     @check("softirq_hotspot_spread_over_the_queue_irqs")
     def hotspot() -> dict[str, Any]:
-        """A flood from outside (the tap's host end: 64 flows, 1,400-byte datagrams to
+        """A flood from outside (the tap's host end: 256 flows, 1,400-byte datagrams to
         wgvm0's port) with every queue IRQ on CPU 0 drowns CPU 0 in softirq while CPU 1
         idles. softirq-irq-spread moves queue 1's IRQs to CPU 1; softirq_spreads
         verifies it on softirq time itself; rollback --last restores every mask."""
@@ -385,7 +385,7 @@ def main() -> int:
         state = Path("/run/wgt-spread")
         irqs = queue_irqs()
         priors = {irq: Path(f"/proc/irq/{irq}/smp_affinity_list").read_text() for irq in irqs}
-        flood = Request(rate=150_000, seconds=120, port=51820, flows=64, size=1400)
+        flood = Request(rate=150_000, seconds=120, port=51820, flows=256, size=1400)
         try:
             for irq in irqs:
                 Path(f"/proc/irq/{irq}/smp_affinity_list").write_text("0")

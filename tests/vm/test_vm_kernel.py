@@ -142,9 +142,9 @@ def test_a_softirq_hotspot_is_spread_over_the_queue_irqs_until_softirq_moves(
     entry = passed(report, "softirq_hotspot_spread_over_the_queue_irqs")
     before, after = entry["before"], entry["after"]
     assert before["softirq"][0] > 0.8 and before["softirq"][1] < 0.1, before
-    # The same share softirq_spreads asks of the verification window (a CI run beside
-    # the soak suite measured 0.73 / 0.27: the less busy core works in interrupt mode,
-    # which tick accounting undercounts).
+    # The same share softirq_spreads asks of the verification window (runs measured
+    # 0.73 / 0.27 and 0.87 / 0.21 with 40 % of the packets on CPU 1: the less busy
+    # core works in short bursts, which tick accounting undercounts).
     assert after["softirq"][1] / sum(after["softirq"]) >= SPREAD_MIN, after
     assert after["processed"][1] > 0, after
     assert after["interrupts"][1] > 0 and before["interrupts"][1] == 0, (before, after)
@@ -152,7 +152,7 @@ def test_a_softirq_hotspot_is_spread_over_the_queue_irqs_until_softirq_moves(
     assert "softirq_spreads" in entry["checks"]
     figure(
         "Kernel (VM)",
-        "UDP flood from outside the VM (64 flows) into a 2-queue virtio-net NIC, every "
+        "UDP flood from outside the VM (256 flows) into a 2-queue virtio-net NIC, every "
         "queue IRQ on CPU 0 -> softirq-irq-spread; softirq share of [CPU 0, CPU 1] and "
         "packets processed in 3 s, before -> after; rollback restores the masks",
         f"{before['softirq']} -> {after['softirq']}; "

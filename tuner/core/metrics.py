@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tuner.model.cpumask import spread_cpu
+from tuner.model.cpumask import spread_cpu, spread_cpus
 from tuner.model.nat import LADDER, LIFETIME_CAP, NatPeer, behind_nat, endpoint_host, keepalive_fit
 from tuner.model.nat import lookup as nat_lookup
 from tuner.model.probe import OVERHEAD_V4, OVERHEAD_V6, ProbeOutcome
@@ -520,7 +520,7 @@ def irq_queues(p: Point) -> float:
 
 def irq_unspread(p: Point) -> float:
     """Queue IRQs not yet on the CPU ``set: spread`` would give them."""
-    cpus = sorted(c.cpu for c in p.cur.host.cpus)
+    cpus = spread_cpus([c.cpu for c in p.cur.host.cpus], p.cur.host.irq_cpus)
     return float(
         sum(q.affinity_list != str(spread_cpu(q.queue or 0, cpus)) for q in _queue_irqs(p))
     )

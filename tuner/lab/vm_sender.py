@@ -25,7 +25,7 @@ from dataclasses import dataclass
 CONTROL_PORT = 9050
 MAX_RATE = 200_000
 MAX_SECONDS = 300.0
-MAX_FLOWS = 64
+MAX_FLOWS = 256
 MAX_SIZE = 1400
 TICK = 0.002
 

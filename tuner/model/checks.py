@@ -45,7 +45,7 @@ POLICY_CHECKS: Mapping[str, str] = MappingProxyType(
         "fragmentation_stops": "Ip FragCreates + Ip6FragCreates grow at most a tenth as fast "
         "as before the change (plus 0.5/s of noise)",
         "softirq_spreads": "the cores other than the one with the most softirq time do at "
-        "least a fifth of it, and a tenth more than before the change (or the softirq load "
+        "least a tenth of it, and a tenth more than before the change (or the softirq load "
         "is gone): the spreading remedy's own counter, /proc/stat",
         "socket_drops_stop": "drops on the interface's own WireGuard UDP sockets (sock_diag) "
         "grow at most a tenth as fast as before the change (plus 0.5/s of noise)",

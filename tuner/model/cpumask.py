@@ -69,6 +69,17 @@ def format_hex_mask(cpus: frozenset[int]) -> str:
     return format(value, "x")
 
 
+def spread_cpus(online: Sequence[int], allowed: str | None) -> list[int]:
+    """The CPUs a NIC's queue IRQs are spread over: those of ``online`` that IRQs may go
+    to (``allowed``, /proc/irq/default_smp_affinity: cores kept free of IRQs are not in
+    it); all of them when that is unknown or leaves none."""
+    cpus = sorted(online) or [0]
+    if allowed is None:
+        return cpus
+    permitted = parse_cpu_list(allowed)
+    return [c for c in cpus if c in permitted] or cpus
+
+
 def spread_cpu(queue: int, cpus: Sequence[int]) -> int:
     """The CPU a NIC's queue ``queue`` gets when its queues are spread over ``cpus``
     (sorted): one each, round robin."""

@@ -19,7 +19,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from tuner.model.checks import HealthCheck
-from tuner.model.cpumask import format_cpu_list, parse_cpu_list, spread_cpu
+from tuner.model.cpumask import format_cpu_list, parse_cpu_list, spread_cpu, spread_cpus
 from tuner.model.knobs import OFFLOAD_FEATURES, SYSCTL_ALLOWLIST
 from tuner.model.mss import settings_from_canonical
 from tuner.model.policy import Action
@@ -273,7 +273,9 @@ def _cpus_for(value: str, s: Snapshot, target: Target) -> str | None:
         return f"{cpus[0]}-{cpus[-1]}" if len(cpus) > 1 else str(cpus[0])
     if value == SPREAD:
         irq = next((q for q in s.host.interrupts if f"irq/{q.irq}" == target.name), None)
-        return None if irq is None or irq.queue is None else str(spread_cpu(irq.queue, cpus))
+        if irq is None or irq.queue is None:
+            return None
+        return str(spread_cpu(irq.queue, spread_cpus(cpus, s.host.irq_cpus)))
     return value
 
 

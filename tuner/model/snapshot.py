@@ -215,6 +215,10 @@ class HostCounters:
     softnet: tuple[CpuSoftnet, ...] = ()
     cpus: tuple[CpuTimes, ...] = ()
     interrupts: tuple[Interrupt, ...] = ()
+    irq_cpus: str | None = None
+    """CPUs new IRQs may go to (/proc/irq/default_smp_affinity, as a list): cores kept
+    free of IRQs (``irqaffinity=``, tuned's cpu-partitioning) are not in it; None when
+    unreadable."""
     conntrack: Conntrack | None = None
     log_events: tuple[LogEvent, ...] = ()
     """Classified kernel log events of the last 10 minutes (empty without /dev/kmsg)."""

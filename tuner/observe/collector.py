@@ -147,6 +147,7 @@ class Observer:
             softnet=procfs.read_softnet(self.paths),
             cpus=procfs.read_cpus(self.paths),
             interrupts=procfs.read_interrupts(self.paths, devices),
+            irq_cpus=procfs.read_irq_cpus(self.paths),
             conntrack=procfs.read_conntrack(self.paths),
             log_events=events,
             log_counts=frozen_map(counts),

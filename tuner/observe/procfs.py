@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from tuner.model.cpumask import normalise_list
+from tuner.model.cpumask import normalise_list, normalise_mask
 from tuner.model.kinds import normalise_sysctl
 from tuner.model.snapshot import Conntrack, CpuSoftnet, CpuTimes, Interrupt, ProcessCpu
 from tuner.observe.paths import HostPaths
@@ -175,6 +175,14 @@ def read_interrupts(paths: HostPaths, devices: Iterable[str]) -> tuple[Interrupt
             )
         )
     return tuple(out)
+
+
+def read_irq_cpus(paths: HostPaths) -> str | None:
+    text = _read(paths.proc("irq", "default_smp_affinity"))
+    try:
+        return normalise_mask(text) if text else None
+    except ValueError:
+        return None
 
 
 def parse_task_stat(text: str) -> int | None:
