@@ -297,11 +297,7 @@ def main() -> int:
 
     @check("irq_affinity_and_rps_on_virtio_queues")
     def irqs() -> dict[str, Any]:
-        queues = [
-            (int(line.split(":")[0]), line.split()[-1])
-            for line in Path("/proc/interrupts").read_text().splitlines()
-            if "-input." in line or "-output." in line
-        ]
+        queues = list(queue_irqs().items())
         assert len(queues) >= 4, f"expected 2 queue pairs: {queues}"
         act = IrqAffinityActuator(HostPaths())
         moved = {}

@@ -70,6 +70,11 @@ def parse_stat(text: str) -> tuple[CpuTimes, ...]:
     return tuple(rows)
 
 
+def _named_after(name: str, prefixes: Iterable[str]) -> str | None:
+    """The prefix an IRQ's action name belongs to (``eth0`` for ``eth0-TxRx-0``)."""
+    return next((p for p in prefixes if name == p or name.startswith((f"{p}-", f"{p}:"))), None)
+
+
 def parse_interrupts(
     text: str, devices: Iterable[str]
 ) -> tuple[tuple[int, str, tuple[int, ...]], ...]:
@@ -91,7 +96,7 @@ def parse_interrupts(
         cols = rest.split()
         counts = tuple(int(c) for c in cols[:ncpu] if c.isdigit())
         name = cols[-1] if cols else ""
-        if any(name == d or name.startswith((f"{d}-", f"{d}:")) for d in wanted):
+        if _named_after(name, wanted) is not None:
             out.append((int(label), name, counts))
     return tuple(out)
 
@@ -162,7 +167,9 @@ def read_interrupts(paths: HostPaths, devices: Iterable[str]) -> tuple[Interrupt
     owner = {prefix: dev for dev in devices for prefix in irq_prefixes(paths, dev)}
     out: list[Interrupt] = []
     for irq, name, counts in parse_interrupts(text, owner):
-        prefix = next(p for p in owner if name == p or name.startswith((f"{p}-", f"{p}:")))
+        prefix = _named_after(name, owner)
+        if prefix is None:  # parse_interrupts matched it: never
+            continue
         affinity = _read(paths.proc("irq", str(irq), "smp_affinity_list"))
         out.append(
             Interrupt(
