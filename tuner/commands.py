@@ -48,6 +48,8 @@ from tuner.model.kinds import typed
 from tuner.model.probe_schedule import ProbeSchedule
 from tuner.model.rates import rates
 from tuner.observe.collector import Observer
+from tuner.observe.offload_history import FILE as OFFLOAD_FILE
+from tuner.observe.offload_history import OffloadHistory
 from tuner.observe.probes import PathProber, ProbeMemory, ProbeSettings
 from tuner.policy import loader as policy_loader
 
@@ -66,8 +68,11 @@ def require_root(what: str) -> None:
         )
 
 
-def _observer() -> Observer:
-    return Observer(nft=Nft())
+def _observer(args: argparse.Namespace | None = None, *, remember: bool = False) -> Observer:
+    """The live host's observer; with ``args``, reading the offload memory of its state
+    directory, which only a run that changes things (``remember``: apply, run) writes."""
+    history = OffloadHistory(args.state_dir / OFFLOAD_FILE, write=remember) if args else None
+    return Observer(nft=Nft(), offload_history=history)
 
 
 def _prober(args: argparse.Namespace) -> PathProber:
@@ -92,7 +97,7 @@ def _json(data: object) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     require_root("wg-tuner status")
-    observer = _observer()
+    observer = _observer(args)
     only = tuple(args.interface or ())
     first = observer.observe(only)
     rate = None
@@ -258,7 +263,7 @@ STALL_SECONDS = 15.0
 def _executor(args: argparse.Namespace, journal: Journal, *, guarded: bool = False) -> Executor:
     """The executor of every command; ``guarded`` (apply, run) arms a revert guard that
     outlives this process for every batch it applies."""
-    observer = _observer()
+    observer = _observer(args, remember=guarded)
     actuators = registry.build()
     # A pause between two verification steps longer than this means wg-tuner was not
     # watching (stopped, starved): the daemon steps once per interval, apply every second.

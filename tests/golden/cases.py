@@ -87,6 +87,10 @@ class Sample:
     """eth0's queue IRQs (eth0-TxRx-N, IRQ 40+N): the CPU list of each one's affinity."""
     irq_cpus: str | None = None
     """/proc/irq/default_smp_affinity as a list (None: unreadable)."""
+    csum_errors: int = 0
+    """IpExt InCsumErrors (bad IP header checksums: a broken GRO aggregate)."""
+    turned_on: tuple[tuple[str, float], ...] = ()
+    """eth0's features the observer saw turning on, and how many seconds before."""
 
 
 def snapshot(s: Sample) -> Snapshot:
@@ -148,7 +152,7 @@ def snapshot(s: Sample) -> Snapshot:
                 "Ip6": frozen_map({"Ip6FragCreates": s.frag_creates6}),
             }
         ),
-        netstat=frozen_map({}),
+        netstat=frozen_map({"IpExt": frozen_map({"InCsumErrors": s.csum_errors})}),
         softnet=(CpuSoftnet(0, 1000, s.softnet_drops, 0), CpuSoftnet(1, 1000, 0, 0)),
         cpus=(cpu(0, *s.cpu0), cpu(1, *s.cpu1)),
         interrupts=tuple(
@@ -164,6 +168,7 @@ def snapshot(s: Sample) -> Snapshot:
         sysctls=frozen_map({**SYSCTLS, "net.ipv4.ip_forward": s.ip_forward}),
         rps_cpus=frozen_map({"eth0/rx-0": ""}),
         offloads=frozen_map({f"eth0/{k}": v for k, v in s.offloads}),
+        offloads_on_since=frozen_map({f"eth0/{k}": taken - ago for k, ago in s.turned_on}),
     )
     return Snapshot(
         taken,
@@ -616,6 +621,57 @@ def cases() -> list[Case]:
                 30,
                 lambda i, s: replace(
                     traffic(i, s), offloads=(("rx-gro", "off"), ("rx-udp-gro-forwarding", "off"))
+                ),
+            ),
+            (),
+            (),
+        ),
+        Case(
+            "offload-errors-after-gro-turned-on",
+            "checksum errors at 20/s for a minute, GRO and UDP GRO forwarding turned on "
+            "10 and 5 minutes ago: the later one goes off",
+            series(
+                3,
+                30,
+                lambda i, s: replace(
+                    traffic(i, s),
+                    ip_forward="1",
+                    offloads=(("rx-gro", "on"), ("rx-udp-gro-forwarding", "on")),
+                    turned_on=(("rx-gro", 600 + 30 * i), ("rx-udp-gro-forwarding", 300 + 30 * i)),
+                    csum_errors=600 * i,
+                ),
+            ),
+            (("offload-errors", "offload", "on", "off", "admit"),),
+            ("offload-errors",),
+        ),
+        Case(
+            "offload-errors-without-a-feature-turned-on",
+            "the same errors, GRO on since before wg-tuner looked: no feature to blame",
+            series(
+                3,
+                30,
+                lambda i, s: replace(
+                    traffic(i, s),
+                    ip_forward="1",
+                    offloads=(("rx-gro", "on"), ("rx-udp-gro-forwarding", "on")),
+                    csum_errors=600 * i,
+                ),
+            ),
+            (),
+            (),
+        ),
+        Case(
+            "offload-errors-long-after-the-feature",
+            "the same errors, GRO turned on two hours ago: not the feature's doing",
+            series(
+                3,
+                30,
+                lambda i, s: replace(
+                    traffic(i, s),
+                    ip_forward="1",
+                    offloads=(("rx-gro", "on"), ("rx-udp-gro-forwarding", "on")),
+                    turned_on=(("rx-gro", 7200 + 30 * i),),
+                    csum_errors=600 * i,
                 ),
             ),
             (),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,4 +96,124 @@ def test_a_forwarding_hosts_underlay_gets_gro_then_udp_gro_forwarding(
         "then udp-gro-forwarding, each verified; bulk TCP after; two rollbacks",
         f"GRO off -> on, UDP GRO forwarding off -> on; "
         f"{moved['bytes'] * 8 / 2.0 / 1e6:.0f} Mbit/s; back to off/off",
+    )
+
+
+def csum_errors(netns: str) -> int:
+    """IpExt InCsumErrors of ``netns`` (/proc/net/netstat, read by the ip tool's view)."""
+    text = subprocess.run(
+        ["ip", "netns", "exec", netns, "cat", "/proc/net/netstat"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = [line.split() for line in text.splitlines() if line.startswith("IpExt:")]
+    return int(dict(zip(lines[0], lines[1], strict=True))["InCsumErrors"])
+
+
+def errors_per_second(netns: str, seconds: float = 3.0) -> float:
+    first = csum_errors(netns)
+    time.sleep(seconds)
+    return (csum_errors(netns) - first) / seconds
+
+
+@contextmanager
+def bulk_tcp(lab: Lab, seconds: int = 150) -> Iterator[None]:
+    """Eight TCP streams from b to a's underlay address (not through the tunnel), for
+    as long as the block runs; the processes are killed by the PIDs started here."""
+    a, b = lab.topo.a, lab.topo.b
+    port = "5299"
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", a.netns, "iperf3", "-s", "-1", "-p", port, "-B", a.underlay_addr],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = None
+    try:
+        time.sleep(0.5)
+        client = subprocess.Popen(
+            [
+                *("ip", "netns", "exec", b.netns, "iperf3", "-c", a.underlay_addr, "-p", port),
+                *("-P", "8", "-t", str(seconds)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)
+        yield
+    finally:
+        for proc in (client, server):
+            if proc is not None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def set_gro(lab: Lab, state: str) -> None:
+    a = lab.topo.a
+    subprocess.run(
+        ["ip", "netns", "exec", a.netns, "ethtool", "-K", a.veth, "gro", state], check=True
+    )
+
+
+def test_errors_after_gro_was_turned_on_turn_it_off_and_keep_it_off(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
+    """Someone turns GRO on under a driver that breaks its aggregates (the lab's
+    bad-gro fault); checksum errors rise. offload-errors turns exactly that feature
+    off, verified by the errors stopping; gro-forwarding-host does not turn it back on
+    while that change stands; a rollback restores the operator's value."""
+    a = lab.topo.a
+    run = ["apply", "--format", "json", "--state-dir", str(tmp_path), *FAST, "--probe-max", "0"]
+    lab.fault("bad-gro", True)
+    try:
+        with bulk_tcp(lab):
+            seen_off = cli(run, netns=a.netns, timeout=120)  # remembers GRO off
+            assert offload_changes(seen_off) == []
+            clean = errors_per_second(a.netns)
+            set_gro(lab, "on")  # not wg-tuner
+            broken = errors_per_second(a.netns)
+            fixed = cli(run, netns=a.netns, timeout=120)
+            [change] = offload_changes(fixed)
+            gro_after = ethtool_k(lab)["generic-receive-offload"]
+            stopped = errors_per_second(a.netns)
+            with forwarding(lab):
+                held = cli(run, netns=a.netns, timeout=120)
+                gro_held = ethtool_k(lab)["generic-receive-offload"]
+            set_gro(lab, "off")  # forwarding() turned GRO off: back to what the change left
+            back = cli(
+                ["rollback", "--last", "--format", "json", "--state-dir", str(tmp_path)],
+                netns=a.netns,
+                timeout=120,
+            )
+            restored = ethtool_k(lab)["generic-receive-offload"]
+    finally:
+        lab.fault("bad-gro", False)
+        set_gro(lab, "off")
+    assert clean == 0.0, clean  # the fault is harmless while GRO is off
+    assert broken >= 2.0, broken  # ...and breaks aggregates once it is on
+    assert (change["policy"], change["target"], change["status"]) == (
+        "offload-errors",
+        f"{a.veth}/rx-gro",
+        "verified",
+    ), change
+    checks = {c["name"]: c for c in change["verification"]["checks"]}
+    assert checks["rx_errors_stop"]["passed"], checks
+    assert (gro_after, stopped) == ("off", 0.0)
+    [hold] = [c for c in offload_changes(held) if c["policy"] == "gro-forwarding-host"]
+    assert (hold["target"], hold["status"], hold["verdict"]["guard"]) == (
+        f"{a.veth}/rx-gro",
+        "held",
+        "sticky",
+    ), hold
+    assert gro_held == "off"
+    assert back.returncode == 0, back.stderr[-2000:]
+    assert restored == "on"  # exactly what the operator had set
+    figure(
+        "Remediation",
+        "someone turns GRO on under a driver that corrupts its aggregates (lab bad-gro "
+        "fault, 8 TCP streams into host a) -> apply; then a forwarding host -> apply",
+        f"checksum errors {clean:.0f}/s -> {broken:.0f}/s with GRO on; offload-errors "
+        "turned the underlay's rx-gro off, verified (rx_errors_stop: "
+        f"{checks['rx_errors_stop']['detail']}); {stopped:.0f}/s after; "
+        "gro-forwarding-host held (sticky); rollback restored on",
     )

@@ -63,6 +63,8 @@ class PlanContext:
     """Targets someone else changed after wg-tuner verified them: the value they set."""
     contested: Mapping[Target, float] = field(default_factory=_empty)
     """Targets changed by someone else again and again: hands off until this time."""
+    sticky: Mapping[Target, tuple[str, str]] = field(default_factory=_empty)
+    """Targets a sticky policy's verified change holds: (the value it replaced, policy)."""
     max_unverified: int = 3
     assume: Mapping[Target, str | None] = field(default_factory=_empty)
     """Targets a real run puts back before it plans (recovery): their value by then."""
@@ -183,6 +185,21 @@ def failed_before(c: Candidate, ctx: PlanContext) -> Verdict | None:
     return None
 
 
+def sticky(c: Candidate, ctx: PlanContext) -> Verdict | None:
+    held = ctx.sticky.get(c.target)
+    if held is None or held[1] == c.policy.name:
+        return None
+    replaced, by = held
+    if KINDS[c.target.kind].value.same(c.after, replaced):
+        return Verdict(
+            Decision.HOLD,
+            "sticky",
+            f"{by} changed {c.target} from {replaced} and that change stands: "
+            f"not set back to {replaced}",
+        )
+    return None
+
+
 def cooldown(c: Candidate, ctx: PlanContext) -> Verdict | None:
     until = ctx.cooldown_until.get(c.policy.name)
     if until is not None and ctx.now < until:
@@ -245,6 +262,7 @@ GUARDS: tuple[Guard, ...] = (
     contested,
     drift,
     failed_before,
+    sticky,
     cooldown,
     rate,
     blast_radius,

@@ -20,6 +20,7 @@ from tuner.model.rates import (
     counter_deltas,
     delta,
     peer_deltas,
+    rx_errors_grown,
     sent_unanswered,
 )
 from tuner.model.rates import rates as compute_rates
@@ -401,6 +402,25 @@ def underlay_feature_off(feature: str, needs: str | None = None) -> IfaceFn:
     return fn
 
 
+def rx_errors_rate(p: Point, i: WgInterface) -> float | None:
+    """Checksum errors (host-wide) plus its underlays' rx errors, per second."""
+    if p.prev is None or p.interval is None:
+        return None
+    return rx_errors_grown(p.prev, p.cur, i.underlays) / p.interval
+
+
+def offload_on_age(p: Point, i: WgInterface) -> float | None:
+    """Seconds since a feature of its underlays was last seen turning on (None: none
+    was seen turning on)."""
+    devices = set(i.underlays)
+    times = [
+        since
+        for key, since in p.cur.knobs.offloads_on_since.items()
+        if key.split("/", 1)[0] in devices
+    ]
+    return max(0.0, p.cur.taken_at - max(times)) if times else None
+
+
 def _thread_cores(p: Point, i: WgInterface) -> list[float] | None:
     """Cores each thread of the WireGuard process used between the two snapshots."""
     before = p.prev.interface(i.name) if p.prev is not None else None
@@ -741,6 +761,22 @@ CATALOGUE: dict[str, Metric] = {
             "bool",
             "1 when an underlay link has GRO on but rx-udp-gro-forwarding off (its default)",
             iface=underlay_feature_off("rx-udp-gro-forwarding", needs="rx-gro"),
+        ),
+        Metric(
+            "iface.offload_on_age",
+            "interface",
+            "s",
+            "seconds since an offload feature of its underlays was seen turning on (by "
+            "wg-tuner or anyone; none when no feature was seen turning on)",
+            iface=offload_on_age,
+        ),
+        Metric(
+            "iface.rx_errors_rate",
+            "interface",
+            "1/s",
+            "checksum errors (IpExt, Tcp, Udp, Icmp and IPv6's; host-wide) plus the rx "
+            "errors of its underlays, per second: what a broken receive offload shows",
+            iface=rx_errors_rate,
         ),
         Metric(
             "iface.process_cores",

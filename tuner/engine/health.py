@@ -16,7 +16,7 @@ from tuner.errors import TunerError
 from tuner.model.checks import NOT_WORSE, STOPS
 from tuner.model.kinds import KINDS, VALUE_CHECKS
 from tuner.model.probe import round_trip_size
-from tuner.model.rates import delta, softirq_spread
+from tuner.model.rates import delta, rx_errors_grown, softirq_spread
 from tuner.model.snapshot import ACTIVE_HANDSHAKE_MAX, USER_HZ, LinkCounters, Snapshot
 from tuner.model.target import Target
 from tuner.observe.collector import Observer
@@ -49,11 +49,18 @@ SPREAD_IDLE = 0.05
 """Softirq below this many cores' worth (all together): no load left to spread."""
 
 
+RX_ERRORS = frozenset({"rx_errors_not_worse", "rx_errors_stop"})
 LOCAL_RATES = frozenset(
-    {"softnet_drops_not_worse", "softnet_drops_stop", "link_errors_not_worse", "socket_drops_stop"}
+    {
+        "softnet_drops_not_worse",
+        "softnet_drops_stop",
+        "link_errors_not_worse",
+        "socket_drops_stop",
+        *RX_ERRORS,
+    }
 )
 """Rate checks on counters outside /proc/net/snmp."""
-STOPPING = frozenset({*STOPS, "softnet_drops_stop", "socket_drops_stop"})
+STOPPING = frozenset({*STOPS, "softnet_drops_stop", "socket_drops_stop", "rx_errors_stop"})
 """Rate checks the remedy must all but stop (the symptom's own counter), not merely keep
 from getting worse."""
 
@@ -213,6 +220,8 @@ class Health:
             if then is None or current is None or then.socket is None or current.socket is None:
                 return CheckResult(name, False, f"no socket of {interface} to count drops on")
             grown = delta(then.socket.drops, current.socket.drops)
+        elif name in RX_ERRORS:
+            grown = rx_errors_grown(before, now)
         elif name == "link_errors_not_worse":
             was = {link.name: _errors(link.counters) for link in before.underlays}
             grown = sum(

@@ -65,7 +65,8 @@ def decision_context(
     seq = max((r.seq for r in records), default=0)
     cooldowns = {p.name: p.guards.cooldown for p in policies}
     virtual = [*records, *preview.records(now, seq)]
-    ctx = view.context(virtual, now, cooldowns, frozen_reason(state_dir))
+    sticky = frozenset(p.name for p in policies if p.action.sticky)
+    ctx = view.context(virtual, now, cooldowns, frozen_reason(state_dir), sticky_policies=sticky)
     if preview.recover:
         # Recovery puts these back first; the plan's "before" is what it puts back.
         ctx = replace(ctx, assume={c.target: c.prior for c in preview.recover})

@@ -97,19 +97,27 @@ def context(
     cooldowns: Mapping[str, float],
     frozen_file: str | None = None,
     max_unverified: int = 3,
+    *,
+    sticky_policies: frozenset[str] = frozenset(),
 ) -> PlanContext:
-    """``cooldowns``: each policy's cooldown in seconds (from the loaded policies)."""
+    """``cooldowns``: each policy's cooldown in seconds (from the loaded policies);
+    ``sticky_policies``: those whose standing changes hold their target."""
     changes = fold(records)
     pending = frozenset(c.target for c in changes.values() if c.state in OPEN_STATES)
     owned: dict[Target, str] = {}
     latest: dict[Target, float] = {}
     released: dict[Target, str] = {}
+    sticky: dict[Target, tuple[str, str]] = {}
     for c in sorted(changes.values(), key=lambda c: c.last_ts):
         latest[c.target] = c.last_ts
         if c.state == VERIFIED and c.desired is not None:
             owned[c.target] = c.desired
+            sticky.pop(c.target, None)
+            if c.policy in sticky_policies and c.prior is not None:
+                sticky[c.target] = (c.prior, c.policy)
         elif c.state in (REVERTED, REVERT_FAILED, DRIFTED):
             owned.pop(c.target, None)
+            sticky.pop(c.target, None)
     drifts: dict[Target, list[float]] = {}
     for r in records:
         if r.target is None:
@@ -158,5 +166,6 @@ def context(
         blocked=MappingProxyType(blocked),
         released=MappingProxyType(released),
         contested=MappingProxyType(contested),
+        sticky=MappingProxyType(sticky),
         max_unverified=max_unverified,
     )

@@ -13,7 +13,7 @@ from tuner.errors import LabError
 from tuner.lab.commands import in_netns, nft_apply, run, sysctl_read, sysctl_write
 from tuner.lab.topology import UNDERLAY_MTU, Topology
 
-FAULTS = ("mtu-blackhole", "nat-timeout", "loss", "down")
+FAULTS = ("mtu-blackhole", "nat-timeout", "loss", "down", "bad-gro")
 
 
 def _table(name: str) -> dict[str, Any]:
@@ -283,3 +283,70 @@ def down_on(topo: Topology) -> dict[str, Any]:
 
 def down_off(topo: Topology, params: dict[str, Any]) -> None:
     _drop_table(topo, "lab_down")
+
+
+def _tso(netns: str, dev: str) -> str:
+    out = run(in_netns(netns, ["ethtool", "-k", dev]))
+    for line in out.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "tcp-segmentation-offload" and value.split():
+            return value.split()[0]
+    return "on"
+
+
+def bad_gro_on(topo: Topology) -> dict[str, Any]:
+    """A NIC driver that corrupts every GRO aggregate, on host a's underlay: any packet
+    longer than the MTU arriving there (only a's GRO makes one) gets its IPv4 header
+    checksum zeroed, so IP drops it with InCsumErrors, as it would a driver's broken
+    aggregate. Harmless while a's GRO is off.
+
+    The router's link into a sends plain MTU-sized packets, as a wire does: with TSO on,
+    veth hands its peer whole TSO packets and never lets the peer's GRO see them."""
+    a, link = topo.a, topo.router_a
+    saved = _tso(topo.router, link)
+    run(in_netns(topo.router, ["ethtool", "-K", link, "tso", "off"]))
+    checksum = {"payload": {"protocol": "ip", "field": "checksum"}}
+    table = {"family": "netdev", "name": "lab_bad_gro"}
+    where = {"family": "netdev", "table": "lab_bad_gro"}
+    nft_apply(
+        a.netns,
+        [
+            {"add": {"table": table}},
+            {
+                "add": {
+                    "chain": {
+                        **where,
+                        "name": "ingress",
+                        "type": "filter",
+                        "hook": "ingress",
+                        "dev": a.veth,
+                        "prio": 0,
+                        "policy": "accept",
+                    }
+                }
+            },
+            {
+                "add": {
+                    "rule": {
+                        **where,
+                        "chain": "ingress",
+                        "expr": [
+                            _match(_meta("protocol"), "ip"),
+                            _match(_meta("length"), UNDERLAY_MTU, op=">"),
+                            {"counter": None},
+                            # nft writes the new checksum over the one it fixes up.
+                            {"mangle": {"key": checksum, "value": 0}},
+                        ],
+                    }
+                }
+            },
+        ],
+    )
+    return {"router_tso": saved}
+
+
+def bad_gro_off(topo: Topology, params: dict[str, Any]) -> None:
+    run(in_netns(topo.a.netns, ["nft", "delete", "table", "netdev", "lab_bad_gro"]), check=False)
+    tso = params.get("router_tso")
+    if tso in ("on", "off"):
+        run(in_netns(topo.router, ["ethtool", "-K", topo.router_a, "tso", tso]), check=False)

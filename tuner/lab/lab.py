@@ -47,12 +47,14 @@ FAULT_ON: dict[str, Callable[..., dict[str, Any]]] = {
     "nat-timeout": faults.nat_timeout_on,
     "loss": faults.loss_on,
     "down": faults.down_on,
+    "bad-gro": faults.bad_gro_on,
 }
 FAULT_OFF: dict[str, Callable[[Topology, dict[str, Any]], None]] = {
     "mtu-blackhole": faults.mtu_blackhole_off,
     "nat-timeout": faults.nat_timeout_off,
     "loss": faults.loss_off,
     "down": faults.down_off,
+    "bad-gro": faults.bad_gro_off,
 }
 
 

@@ -47,6 +47,11 @@ POLICY_CHECKS: Mapping[str, str] = MappingProxyType(
         "softirq_spreads": "the cores other than the one with the most softirq time do at "
         "least a tenth of it, and a tenth more than before the change (or the softirq load "
         "is gone): the spreading remedy's own counter, /proc/stat",
+        "rx_errors_not_worse": "checksum errors (IpExt, Tcp, Udp, Icmp and IPv6's) plus the "
+        "underlays' rx errors grow no faster than before the change",
+        "rx_errors_stop": "checksum errors (IpExt, Tcp, Udp, Icmp and IPv6's) plus the "
+        "underlays' rx errors grow at most a tenth as fast as before the change (plus "
+        "0.5/s of noise): the offload remedy's own counters",
         "socket_drops_stop": "drops on the interface's own WireGuard UDP sockets (sock_diag) "
         "grow at most a tenth as fast as before the change (plus 0.5/s of noise)",
     }

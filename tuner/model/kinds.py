@@ -144,6 +144,8 @@ ALL_CPUS = "all"
 """Every CPU, for the underlay's RPS masks."""
 SPREAD = "spread"
 """The underlay's queue IRQs instead of its RPS masks, queue N's on the Nth CPU."""
+LATEST = "latest"
+"""The offload feature of the underlay last seen turning on (``offloads_on_since``)."""
 
 
 def _on_off(raw: object, bounds: tuple[int, int] | None) -> str:
@@ -246,10 +248,21 @@ def _queue_targets(a: Action, s: Snapshot, i: WgInterface | None, p: Peer | None
 
 def _offload_targets(a: Action, s: Snapshot, i: WgInterface | None, p: Peer | None) -> Current:
     """The action's feature on each underlay of the interface (every underlay for a host
-    policy); a device whose driver fixes the feature has no entry and no target."""
+    policy); a device whose driver fixes the feature has no entry and no target. With
+    ``key: latest``, the one feature of those underlays last seen turning on."""
     if not a.key:
         return []
     devices = sorted(i.underlays) if i else sorted(u.name for u in s.underlays)
+    if a.key == LATEST:
+        turned_on = [
+            (since, key)
+            for key, since in s.knobs.offloads_on_since.items()
+            if key.split("/", 1)[0] in devices and s.knobs.offloads.get(key) == "on"
+        ]
+        if not turned_on:
+            return []
+        key = max(turned_on)[1]
+        return [(Target("offload", key), s.knobs.offloads[key])]
     return [
         (Target("offload", f"{dev}/{a.key}"), s.knobs.offloads.get(f"{dev}/{a.key}"))
         for dev in devices
@@ -347,9 +360,9 @@ OFFLOAD = Kind(
     None,
     _offload_targets,
     "offload_is",
-    ("link_errors_not_worse", "handshakes_fresh"),
+    ("link_errors_not_worse", "rx_errors_not_worse", "handshakes_fresh"),
     needs_key=True,
-    keys=OFFLOAD_FEATURES,
+    keys=(*OFFLOAD_FEATURES, LATEST),
     absent="fixed or not offered by this device's driver",
 )
 

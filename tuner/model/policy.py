@@ -79,6 +79,9 @@ class Action:
     minimum: int | None = None
     maximum: int | None = None
     persist: bool = False
+    sticky: bool = False
+    """While the verified change stands, no other policy sets the target back to the
+    value it replaced (offload-errors: gro-forwarding-host would turn GRO on again)."""
     why: str = ""
 
 

@@ -6,7 +6,7 @@ WireGuard daemon restarted) and the new value is the whole delta since the reset
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -117,3 +117,33 @@ def softirq_spread(prev: Snapshot, cur: Snapshot) -> SoftirqSpread:
     total = sum(per_core)
     outside = 1.0 - max(per_core) / total if total > 0 else 0.0
     return SoftirqSpread(total, max(0.0, cur.monotonic - prev.monotonic), outside)
+
+
+CHECKSUM_ERRORS: tuple[tuple[str, str], ...] = (
+    ("Tcp", "InCsumErrors"),
+    ("Udp", "InCsumErrors"),
+    ("Icmp", "InCsumErrors"),
+    ("Udp6", "Udp6InCsumErrors"),
+    ("Icmp6", "Icmp6InCsumErrors"),
+)
+"""/proc/net/snmp{,6} checksum error counters; the IPv4 header's is IpExt InCsumErrors
+in /proc/net/netstat."""
+
+
+def rx_errors_grown(prev: Snapshot, cur: Snapshot, devices: Iterable[str] | None = None) -> int:
+    """What a broken receive offload shows, grown between two snapshots: checksum errors
+    of every protocol (a bad aggregate fails the IP or the transport checksum) plus the
+    rx errors of ``devices`` (every underlay when None) present in both."""
+
+    def checksums(s: Snapshot) -> int:
+        ip = s.host.netstat.get("IpExt", {}).get("InCsumErrors", 0)
+        return ip + sum(s.host.snmp.get(proto, {}).get(key, 0) for proto, key in CHECKSUM_ERRORS)
+
+    was = {link.name: link.counters.rx_errors for link in prev.underlays}
+    wanted = None if devices is None else set(devices)
+    links = sum(
+        delta(was[link.name], link.counters.rx_errors)
+        for link in cur.underlays
+        if link.name in was and (wanted is None or link.name in wanted)
+    )
+    return delta(checksums(prev), checksums(cur)) + links

@@ -193,6 +193,9 @@ class Knobs:
     offloads: Mapping[str, str] = field(default_factory=frozen_map)
     """``DEV/feature`` -> ``on``/``off`` for the allowlisted NIC features an underlay's
     driver lets change (fixed ones are absent)."""
+    offloads_on_since: Mapping[str, float] = field(default_factory=frozen_map)
+    """``DEV/feature`` -> wall-clock time the observer first saw it on after seeing it
+    off, for the features now on (tuner/observe/offload_history.py)."""
 
 
 @dataclass(frozen=True, slots=True)

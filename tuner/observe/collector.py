@@ -28,6 +28,7 @@ from tuner.observe import peer_names, procfs
 from tuner.observe.knobs import read_knobs
 from tuner.observe.logs import RECENT, LogWatch
 from tuner.observe.nat import NatTracker
+from tuner.observe.offload_history import OffloadHistory
 from tuner.observe.paths import HostPaths
 from tuner.observe.sockets import UdpSockets
 from tuner.observe.wireguard import WireGuardReader
@@ -48,6 +49,7 @@ class Observer:
         sockets: UdpSockets | None = None,
         logs: LogWatch | None = None,
         features: FeaturePort | None = None,
+        offload_history: OffloadHistory | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -60,6 +62,7 @@ class Observer:
         # NIC features are the live host's: a test's fake tree has none unless given.
         live = self.paths.root == Path("/")
         self.features = features if features is not None else (EthtoolFeatures() if live else None)
+        self.offload_history = offload_history or OffloadHistory()
         # The kernel log and the journal are the live host's: a test's fake tree has none.
         self.logs = logs or LogWatch(
             Kmsg(str(self.paths.root / "dev/kmsg"), lookback=RECENT, monotonic=monotonic),
@@ -140,6 +143,8 @@ class Observer:
         underlays: tuple[Link, ...] = tuple(link for link in links if link.name in underlay_names)
         devices = sorted(underlay_names)
         knobs, knob_notes = read_knobs(self.paths, devices, self.nft, self.features)
+        on_since = self.offload_history.update(knobs.offloads, taken_at)
+        knobs = replace(knobs, offloads_on_since=frozen_map(on_since))
         events, counts = self.logs.poll(monotonic)
         host = HostCounters(
             snmp=procfs.read_snmp(self.paths),

@@ -307,7 +307,20 @@ def _action(  # noqa: PLR0911 - one early return per kind of mistake, each repor
 ) -> Action | None:
     fields = ctx.mapping(
         node,
-        {"kind", "set", "step", "factor", "from", "offset", "key", "min", "max", "persist", "why"},
+        {
+            "kind",
+            "set",
+            "step",
+            "factor",
+            "from",
+            "offset",
+            "key",
+            "min",
+            "max",
+            "persist",
+            "sticky",
+            "why",
+        },
         {"kind"},
         "action",
     )
@@ -352,6 +365,7 @@ def _action(  # noqa: PLR0911 - one early return per kind of mistake, each repor
     if persist and not kind.persists:
         ctx.issues.add(fields["persist"], f"{kind.name} changes cannot be persisted")
         return None
+    sticky = bool(ctx.boolean(fields["sticky"], "sticky")) if "sticky" in fields else False
     value: int | str | None = None
     step = None
     factor = False
@@ -385,6 +399,7 @@ def _action(  # noqa: PLR0911 - one early return per kind of mistake, each repor
         minimum=bound["min"],
         maximum=bound["max"],
         persist=persist,
+        sticky=sticky,
         why=why,
     )
 
