@@ -217,3 +217,37 @@ def test_errors_after_gro_was_turned_on_turn_it_off_and_keep_it_off(
         f"{checks['rx_errors_stop']['detail']}); {stopped:.0f}/s after; "
         "gro-forwarding-host held (sticky); rollback restored on",
     )
+
+
+def test_gro_that_breaks_aggregates_at_once_is_rolled_back_by_its_own_verification(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
+    """gro-forwarding-host turns GRO on under the same broken driver: the checksum
+    errors start inside its verification window, rx_errors_not_worse (every offload
+    change runs it) fails, and GRO goes back off at once."""
+    a = lab.topo.a
+    run = ["apply", "--format", "json", "--state-dir", str(tmp_path), *FAST, "--probe-max", "0"]
+    lab.fault("bad-gro", True)
+    try:
+        with bulk_tcp(lab), forwarding(lab):
+            proc = cli(run, netns=a.netns, timeout=120)
+            gro = ethtool_k(lab)["generic-receive-offload"]
+    finally:
+        lab.fault("bad-gro", False)
+        set_gro(lab, "off")
+    assert proc.returncode == 3, proc.stderr[-2000:]  # rolled back
+    [change] = [c for c in json.loads(proc.stdout)["changes"] if c["kind"] == "offload"]
+    checks = {c["name"]: c for c in change["verification"]["checks"]}
+    assert (change["policy"], change["status"], change["code"]) == (
+        "gro-forwarding-host",
+        "reverted",
+        "verification_failed",
+    ), change
+    assert not checks["rx_errors_not_worse"]["passed"], checks
+    assert gro == "off"
+    figure(
+        "Remediation",
+        "a forwarding host, GRO off, the lab bad-gro fault, 8 TCP streams into host a -> "
+        "apply (gro-forwarding-host)",
+        f"GRO on, then rolled back: rx_errors_not_worse {checks['rx_errors_not_worse']['detail']}",
+    )
