@@ -150,3 +150,36 @@ def test_a_standing_sticky_change_holds_other_policies_off_its_prior_value() -> 
     undone = view.context(_records(APPLIED, VERIFIED, REVERTED), 200.0, {}, sticky_policies=sticky)
     assert judge(Candidate(POLICY, TARGET, "on", "on"), undone).decision is Decision.NOOP
     assert judge(Candidate(POLICY, TARGET, "off", "on"), undone).decision is Decision.ADMIT
+
+
+def test_features_their_turn_on_time_and_checksum_errors_are_exported() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tuner.exporters.metrics import render
+
+    snap = snapshot(
+        Sample(
+            t=0.0,
+            offloads=(("rx-gro", "on"), ("rx-udp-gro-forwarding", "off")),
+            turned_on=(("rx-gro", 60.0),),
+            csum_errors=42,
+        )
+    )
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(render(snap))
+        for s in family.samples
+    }
+    on, off = (
+        (("device", "eth0"), ("feature", "rx-gro")),
+        (
+            ("device", "eth0"),
+            ("feature", "rx-udp-gro-forwarding"),
+        ),
+    )
+    assert samples[("wg_tuner_offload_enabled", on)] == 1.0
+    assert samples[("wg_tuner_offload_enabled", off)] == 0.0
+    assert samples[("wg_tuner_offload_turned_on_timestamp_seconds", on)] == snap.taken_at - 60
+    assert ("wg_tuner_offload_turned_on_timestamp_seconds", off) not in samples
+    csum = (("counter", "InCsumErrors"), ("protocol", "IpExt"))
+    assert samples[("wg_tuner_snmp_counter_total", csum)] == 42.0

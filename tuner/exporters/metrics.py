@@ -26,13 +26,27 @@ from tuner.model.snapshot import USER_HZ, Link, Snapshot
 from tuner.observe.logs import KINDS as LOG_KINDS
 
 SNMP_COUNTERS: dict[str, tuple[str, ...]] = {
-    "Udp": ("InDatagrams", "OutDatagrams", "InErrors", "RcvbufErrors", "SndbufErrors", "NoPorts"),
-    "Udp6": ("Udp6InErrors", "Udp6RcvbufErrors", "Udp6SndbufErrors"),
+    "Udp": (
+        "InDatagrams",
+        "OutDatagrams",
+        "InErrors",
+        "RcvbufErrors",
+        "SndbufErrors",
+        "NoPorts",
+        "InCsumErrors",
+    ),
+    "Udp6": ("Udp6InErrors", "Udp6RcvbufErrors", "Udp6SndbufErrors", "Udp6InCsumErrors"),
     "Ip": ("FragOKs", "FragFails", "FragCreates", "ReasmReqds", "ReasmFails"),
+    "IpExt": ("InCsumErrors",),
     "Ip6": ("Ip6FragOKs", "Ip6FragFails", "Ip6FragCreates", "Ip6ReasmReqds", "Ip6ReasmFails"),
-    "Icmp6": ("Icmp6InDestUnreachs", "Icmp6InPktTooBigs", "Icmp6OutPktTooBigs"),
-    "Icmp": ("InDestUnreachs", "OutDestUnreachs"),
-    "Tcp": ("RetransSegs", "OutSegs", "InErrs"),
+    "Icmp6": (
+        "Icmp6InDestUnreachs",
+        "Icmp6InPktTooBigs",
+        "Icmp6OutPktTooBigs",
+        "Icmp6InCsumErrors",
+    ),
+    "Icmp": ("InDestUnreachs", "OutDestUnreachs", "InCsumErrors"),
+    "Tcp": ("RetransSegs", "OutSegs", "InErrs", "InCsumErrors"),
     "TcpExt": ("TCPLostRetransmit", "TCPTimeouts", "ListenDrops", "TCPMTUPFail", "TCPMTUPSuccess"),
 }
 """The curated counters exported with ``--host-series`` (the full tables are in
@@ -393,6 +407,24 @@ class SnapshotCollector(Collector):
             if value is not None and value.isdigit():
                 sysctl.add_metric([key], int(value))
         yield sysctl
+        offload = GaugeMetricFamily(
+            "wg_tuner_offload_enabled",
+            "1 when a changeable NIC offload feature of an underlay is on",
+            labels=["device", "feature"],
+        )
+        turned_on = GaugeMetricFamily(
+            "wg_tuner_offload_turned_on_timestamp_seconds",
+            "When wg-tuner saw the feature turn on (features seen turning on only)",
+            labels=["device", "feature"],
+        )
+        for key, state in sorted(snap.knobs.offloads.items()):
+            dev, _, feature = key.partition("/")
+            offload.add_metric([dev, feature], int(state == "on"))
+            since = snap.knobs.offloads_on_since.get(key)
+            if since is not None:
+                turned_on.add_metric([dev, feature], since)
+        yield offload
+        yield turned_on
         yield GaugeMetricFamily(
             "wg_tuner_observe_errors",
             "Interfaces that could not be read in the last observation",
