@@ -65,7 +65,10 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while not test():
             assert self.proc.poll() is None, f"daemon exited: {self.log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            assert time.monotonic() < deadline, (
+                f"timed out waiting for {what}; journal "
+                f"{[(r['state'], r.get('reason')) for r in self.journal()][-6:]}"
+            )
             time.sleep(0.2)
 
     def stop(self) -> int:

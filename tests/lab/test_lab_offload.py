@@ -119,8 +119,10 @@ def errors_per_second(netns: str, seconds: float = 3.0) -> float:
 
 @contextmanager
 def bulk_tcp(lab: Lab, seconds: int = 150) -> Iterator[None]:
-    """Eight TCP streams from b to a's underlay address (not through the tunnel), for
-    as long as the block runs; the processes are killed by the PIDs started here."""
+    """Eight TCP streams of 20 Mbit/s from b to a's underlay address (not through the
+    tunnel), for as long as the block runs; the processes are killed by the PIDs started
+    here. Paced: once the fault is gone, the recovered streams must not starve the
+    verifying wg-tuner of CPU (unpaced, they take both cores)."""
     a, b = lab.topo.a, lab.topo.b
     port = "5299"
     server = subprocess.Popen(
@@ -134,7 +136,7 @@ def bulk_tcp(lab: Lab, seconds: int = 150) -> Iterator[None]:
         client = subprocess.Popen(
             [
                 *("ip", "netns", "exec", b.netns, "iperf3", "-c", a.underlay_addr, "-p", port),
-                *("-P", "8", "-t", str(seconds)),
+                *("-P", "8", "-b", "20M", "-t", str(seconds)),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -211,7 +213,7 @@ def test_errors_after_gro_was_turned_on_turn_it_off_and_keep_it_off(
     figure(
         "Remediation",
         "someone turns GRO on under a driver that corrupts its aggregates (lab bad-gro "
-        "fault, 8 TCP streams into host a) -> apply; then a forwarding host -> apply",
+        "fault, 8 paced TCP streams into host a) -> apply; then a forwarding host -> apply",
         f"checksum errors {clean:.0f}/s -> {broken:.0f}/s with GRO on; offload-errors "
         "turned the underlay's rx-gro off, verified (rx_errors_stop: "
         f"{checks['rx_errors_stop']['detail']}); {stopped:.0f}/s after; "
@@ -247,7 +249,52 @@ def test_gro_that_breaks_aggregates_at_once_is_rolled_back_by_its_own_verificati
     assert gro == "off"
     figure(
         "Remediation",
-        "a forwarding host, GRO off, the lab bad-gro fault, 8 TCP streams into host a -> "
+        "a forwarding host, GRO off, the lab bad-gro fault, 8 paced TCP streams into host a -> "
         "apply (gro-forwarding-host)",
         f"GRO on, then rolled back: rx_errors_not_worse {checks['rx_errors_not_worse']['detail']}",
+    )
+
+
+def test_a_running_daemon_sees_gro_turned_on_and_turns_it_off(
+    lab: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
+    """The daemon's memory is the same file: it sees GRO off, then on (by hand), then
+    the errors, and turns GRO off within a few cycles."""
+    from tests.lab.test_lab_daemon import FAST as DAEMON_FAST
+    from tests.lab.test_lab_daemon import daemon
+
+    a = lab.topo.a
+    lab.fault("bad-gro", True)
+    try:
+        with (
+            bulk_tcp(lab),
+            daemon(lab, tmp_path, "--mode", "enforce", "--metrics-listen", "", *DAEMON_FAST) as d,
+        ):
+            d.wait_for(lambda: len(d.named("cycle.done")) >= 2, 30, "two cycles")
+            set_gro(lab, "on")
+            onset = len(d.named("cycle.done"))
+            d.wait_for(lambda: bool(d.named("change.applied")), 30, "a change")
+            # The cycle in flight when GRO went on may have observed before it.
+            cycles = len(d.named("cycle.done")) - onset
+            d.wait_for(
+                lambda: any(r["state"] == "verified" for r in d.journal()), 60, "a verified change"
+            )
+            gro = ethtool_k(lab)["generic-receive-offload"]
+            assert d.stop() == 0
+    finally:
+        lab.fault("bad-gro", False)
+        set_gro(lab, "off")
+    (applied,) = d.named("change.applied")
+    assert (applied["policy"], applied["target"], applied["after"]) == (
+        "offload-errors",
+        f"offload:{a.veth}/rx-gro",
+        "off",
+    ), applied
+    assert gro == "off"
+    assert cycles <= 3, cycles
+    figure(
+        "Remediation",
+        "GRO turned on by hand under a running daemon (lab bad-gro fault, 8 paced TCP streams "
+        "into host a) -> cycles to the change (interval 2 s); verified",
+        f"{cycles} cycles; rx-gro off",
     )
