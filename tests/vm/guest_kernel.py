@@ -478,6 +478,84 @@ def main() -> int:
         assert ethtool_k() == before, "a refused feature changed something"
         return {"nic": nic, "toggled": toggled, "refused": kernel_name, "fixed": len(fixed)}
 
+    @check("offload_errors_turn_the_feature_off")
+    def offload_errors() -> dict[str, Any]:
+        """Someone turns UDP GRO forwarding on under a virtio-net driver that breaks its
+        aggregates (an nft netdev rule zeroes the IP checksum of anything longer than
+        the MTU: only GRO makes such packets). A one-flow UDP flood from outside to a
+        port with no socket (GRO aggregates it: forwarding's rule) fails its checksums;
+        offload-errors turns exactly that feature off, verified by the errors
+        stopping, and rollback --last restores the operator's on."""
+        nic = nic_up()
+        policies = Path("/run/wgt-offload-policies")
+        policies.mkdir()
+        (policies / "offloads.yaml").write_text((POLICIES / "offloads.yaml").read_text())
+        state = Path("/run/wgt-offload")
+        feature = "rx-udp-gro-forwarding"
+
+        def apply() -> list[dict[str, Any]]:
+            proc = tuner_cli("apply", "--format", "json", "--state-dir", str(state),
+                             "--policies", str(policies), "--sample", "2", "--settle",
+                             "1", "--verify-window", "4", "--grace", "1", "--probe-max",
+                             "0")  # fmt: skip
+            assert proc.stdout, proc.stderr[-3000:]
+            return [c for c in json.loads(proc.stdout)["changes"] if c["kind"] == "offload"]
+
+        def errors(seconds: float = 3.0) -> float:
+            def count() -> int:
+                rows = [r.split() for r in Path("/proc/net/netstat").read_text().splitlines()]
+                ip = [r for r in rows if r[0] == "IpExt:"]
+                return int(dict(zip(ip[0], ip[1], strict=True))["InCsumErrors"])
+
+            first = count()
+            time.sleep(seconds)
+            return (count() - first) / seconds
+
+        def shown() -> str:
+            line = next(x for x in sh("ethtool", "-k", nic).splitlines() if x.startswith(feature))
+            return line.split(":", 1)[1].split()[0]
+
+        rule = f"""table netdev wgt_bad_gro {{
+            chain ingress {{
+                type filter hook ingress device "{nic}" priority 0; policy accept;
+                meta protocol ip meta length > 1500 ip checksum set 0
+            }}
+        }}"""
+        flood = Request(rate=40_000, seconds=120, port=9, flows=1, size=1400)
+        sh("nft", "-f", "-", input_text=rule)
+        try:
+            assert shown() == "off", "the kernel's default"
+            assert apply() == []  # wg-tuner sees it off
+            with vm_sender.flood(TAP_HOST, flood):
+                time.sleep(1.0)
+                clean = errors()
+                sh("ethtool", "-K", nic, feature, "on")  # not wg-tuner
+                broken = errors()
+                changes = apply()
+                after = shown()
+                stopped = errors()
+            rollback = tuner_cli("rollback", "--last", "--format", "json", "--state-dir",
+                                 str(state))  # fmt: skip
+            restored = shown()
+        finally:
+            sh("nft", "delete", "table", "netdev", "wgt_bad_gro")
+            sh("ethtool", "-K", nic, feature, "off")
+        [change] = changes
+        checks = {c["name"]: c for c in change["verification"]["checks"]}
+        assert (change["policy"], change["target"], change["status"]) == (
+            "offload-errors",
+            f"{nic}/{feature}",
+            "verified",
+        ), change
+        assert checks["rx_errors_stop"]["passed"], checks
+        assert clean == 0 and broken > 1 and stopped == 0, (clean, broken, stopped)
+        assert after == "off" and rollback.returncode == 0 and restored == "on", rollback.stderr
+        return {
+            "errors_per_s": [clean, broken, stopped],
+            "target": change["target"],
+            "verified": checks["rx_errors_stop"]["detail"],
+        }
+
     @check("managed_irq_refuses_and_is_not_revertible")
     def managed() -> dict[str, Any]:
         # blk-mq spreads a multi-queue disk's request IRQs itself (managed affinity): the

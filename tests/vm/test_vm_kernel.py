@@ -132,6 +132,26 @@ def test_offloads_on_the_real_virtio_net_driver(report: dict[str, Any], figure: 
     )
 
 
+def test_offload_errors_turn_the_feature_off_on_virtio_net(
+    report: dict[str, Any], figure: FigureFn
+) -> None:
+    """UDP GRO forwarding turned on by hand under a driver that breaks its aggregates:
+    checksum errors rise, offload-errors turns that one feature off (verified by the
+    errors stopping), rollback restores on."""
+    entry = passed(report, "offload_errors_turn_the_feature_off")
+    clean, broken, stopped = entry["errors_per_s"]
+    assert clean == 0 and broken > 1 and stopped == 0, entry
+    assert entry["target"].endswith("/rx-udp-gro-forwarding"), entry
+    figure(
+        "Kernel (VM)",
+        "virtio-net, UDP GRO forwarding turned on by hand, aggregates corrupted (nft), "
+        "one-flow UDP flood from outside -> apply; checksum errors/s before, with the "
+        "feature on, after",
+        f"{clean:.0f} -> {broken:.0f} -> {stopped:.0f}; offload-errors turned "
+        f"rx-udp-gro-forwarding off, verified ({entry['verified']}); rollback restored on",
+    )
+
+
 def test_a_softirq_hotspot_is_spread_over_the_queue_irqs_until_softirq_moves(
     report: dict[str, Any], figure: FigureFn
 ) -> None:
