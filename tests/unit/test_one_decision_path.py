@@ -75,6 +75,13 @@ def policies(windows: str = "") -> list[Policy]:
         action="{kind: sysctl, key: " + UDP + ", set: 60}",
         guards="{}",
     )
+    # Never fires (fill cannot pass 2), but its standing change holds A (sticky).
+    text += "---" + POLICY.format(
+        name="shrink-table",
+        priority=40,
+        action="{kind: sysctl, key: " + MAX + ", set: 1000, sticky: true}",
+        guards="{}",
+    ).replace("value: 0.9", "value: 2")
     found, issues = load_text(text, "agreement.yaml")
     assert not issues, issues
     return found
@@ -252,6 +259,13 @@ def not_revertible(j: Journal, d: Path) -> None:
     at(j, NOW - 100, NOT_REVERTIBLE, "cb.x", B, prior="30", desired="60", reason="EPERM")
 
 
+def sticky(j: Journal, d: Path) -> None:
+    kw = {"prior": "2000", "desired": "1000", "batch": "s", "policy": "shrink-table"}
+    at(j, NOW - 900, INTENDED, "cs.s", A, **kw)
+    at(j, NOW - 899, APPLIED, "cs.s", A, **kw)
+    at(j, NOW - 800, VERIFIED, "cs.s", A, **kw)
+
+
 def torn(j: Journal, d: Path) -> None:
     verified(j, d)
     with open(j.path, "ab") as fh:
@@ -281,6 +295,7 @@ CASES = [
     Case("partial batch", partial_batch, BASE, {A: "admit", B: "failed-before"}),
     Case("not revertible", not_revertible, BASE, {A: "admit", B: "revertible"}),
     Case("torn journal", torn, {A: "2000", B: "30"}, {A: "admit", B: "admit"}),
+    Case("a sticky change stands", sticky, BASE, {A: "sticky", B: "admit"}),
 ]
 
 
