@@ -31,6 +31,9 @@ from tuner.lab import vm_sender
 from tuner.lab.vm import TAP_GUEST, TAP_HOST
 from tuner.lab.vm_sender import Request
 from tuner.model.target import Target
+from tuner.observe.collector import Observer
+from tuner.observe.offload_history import FILE as OFFLOAD_FILE
+from tuner.observe.offload_history import OffloadHistory
 from tuner.observe.paths import HostPaths
 
 WG = "wgvm0"
@@ -484,8 +487,8 @@ def main() -> int:
         aggregates (an nft netdev rule zeroes the IP checksum of anything longer than
         the MTU: only GRO makes such packets). A one-flow UDP flood from outside to a
         port with no socket (GRO aggregates it: forwarding's rule) fails its checksums;
-        offload-errors turns exactly that feature off, verified by the errors
-        stopping, and rollback --last restores the operator's on."""
+        offload-errors turns exactly that feature off, verified by the errors stopping.
+        (Exact revert of a feature: offloads_on_virtio_net; of this remedy: the lab.)"""
         nic = nic_up()
         policies = Path("/run/wgt-offload-policies")
         policies.mkdir()
@@ -495,13 +498,13 @@ def main() -> int:
 
         def apply() -> list[dict[str, Any]]:
             proc = tuner_cli("apply", "--format", "json", "--state-dir", str(state),
-                             "--policies", str(policies), "--sample", "2", "--settle",
-                             "1", "--verify-window", "4", "--grace", "1", "--probe-max",
+                             "--policies", str(policies), "--sample", "1", "--settle",
+                             "0.5", "--verify-window", "3", "--grace", "1", "--probe-max",
                              "0")  # fmt: skip
             assert proc.stdout, proc.stderr[-3000:]
             return [c for c in json.loads(proc.stdout)["changes"] if c["kind"] == "offload"]
 
-        def errors(seconds: float = 3.0) -> float:
+        def errors(seconds: float = 2.0) -> float:
             def count() -> int:
                 rows = [r.split() for r in Path("/proc/net/netstat").read_text().splitlines()]
                 ip = [r for r in rows if r[0] == "IpExt:"]
@@ -521,22 +524,20 @@ def main() -> int:
                 meta protocol ip meta length > 1500 ip checksum set 0
             }}
         }}"""
-        flood = Request(rate=40_000, seconds=120, port=9, flows=1, size=1400)
+        flood = Request(rate=10_000, seconds=120, port=9, flows=1, size=1400)
         sh("nft", "-f", "-", input_text=rule)
         try:
             assert shown() == "off", "the kernel's default"
-            assert apply() == []  # wg-tuner sees it off
+            # wg-tuner's observer looks once and remembers it off (in this process: a
+            # CLI start costs 5 s under emulation; apply reads the same file).
+            Observer(offload_history=OffloadHistory(state / OFFLOAD_FILE)).observe()
             with vm_sender.flood(TAP_HOST, flood):
-                time.sleep(1.0)
-                clean = errors()
+                clean = errors(1.0)
                 sh("ethtool", "-K", nic, feature, "on")  # not wg-tuner
                 broken = errors()
                 changes = apply()
                 after = shown()
                 stopped = errors()
-            rollback = tuner_cli("rollback", "--last", "--format", "json", "--state-dir",
-                                 str(state))  # fmt: skip
-            restored = shown()
         finally:
             sh("nft", "delete", "table", "netdev", "wgt_bad_gro")
             sh("ethtool", "-K", nic, feature, "off")
@@ -549,7 +550,7 @@ def main() -> int:
         ), change
         assert checks["rx_errors_stop"]["passed"], checks
         assert clean == 0 and broken > 1 and stopped == 0, (clean, broken, stopped)
-        assert after == "off" and rollback.returncode == 0 and restored == "on", rollback.stderr
+        assert after == "off"
         return {
             "errors_per_s": [clean, broken, stopped],
             "target": change["target"],
