@@ -228,6 +228,22 @@ def traffic(i: int, s: Sample) -> Sample:
     return replace(s, rx=s.rx + 50_000, tx=s.tx + 50_000)
 
 
+def checksum_errors(*turned_on: tuple[str, float]) -> Callable[[int, Sample], Sample]:
+    """A forwarding host with GRO and UDP GRO forwarding on, 20 checksum errors/s, and
+    the features seen turning on that long before the first snapshot."""
+
+    def step(i: int, s: Sample) -> Sample:
+        return replace(
+            traffic(i, s),
+            ip_forward="1",
+            offloads=(("rx-gro", "on"), ("rx-udp-gro-forwarding", "on")),
+            turned_on=tuple((name, ago + 30 * i) for name, ago in turned_on),
+            csum_errors=600 * i,
+        )
+
+    return step
+
+
 def cases() -> list[Case]:
     return [
         Case(
@@ -630,50 +646,21 @@ def cases() -> list[Case]:
             "offload-errors-after-gro-turned-on",
             "checksum errors at 20/s for a minute, GRO and UDP GRO forwarding turned on "
             "10 and 5 minutes ago: the later one goes off",
-            series(
-                3,
-                30,
-                lambda i, s: replace(
-                    traffic(i, s),
-                    ip_forward="1",
-                    offloads=(("rx-gro", "on"), ("rx-udp-gro-forwarding", "on")),
-                    turned_on=(("rx-gro", 600 + 30 * i), ("rx-udp-gro-forwarding", 300 + 30 * i)),
-                    csum_errors=600 * i,
-                ),
-            ),
+            series(3, 30, checksum_errors(("rx-gro", 600), ("rx-udp-gro-forwarding", 300))),
             (("offload-errors", "offload", "on", "off", "admit"),),
             ("offload-errors",),
         ),
         Case(
             "offload-errors-without-a-feature-turned-on",
             "the same errors, GRO on since before wg-tuner looked: no feature to blame",
-            series(
-                3,
-                30,
-                lambda i, s: replace(
-                    traffic(i, s),
-                    ip_forward="1",
-                    offloads=(("rx-gro", "on"), ("rx-udp-gro-forwarding", "on")),
-                    csum_errors=600 * i,
-                ),
-            ),
+            series(3, 30, checksum_errors()),
             (),
             (),
         ),
         Case(
             "offload-errors-long-after-the-feature",
             "the same errors, GRO turned on two hours ago: not the feature's doing",
-            series(
-                3,
-                30,
-                lambda i, s: replace(
-                    traffic(i, s),
-                    ip_forward="1",
-                    offloads=(("rx-gro", "on"), ("rx-udp-gro-forwarding", "on")),
-                    turned_on=(("rx-gro", 7200 + 30 * i),),
-                    csum_errors=600 * i,
-                ),
-            ),
+            series(3, 30, checksum_errors(("rx-gro", 7200))),
             (),
             (),
         ),
