@@ -183,3 +183,22 @@ def test_features_their_turn_on_time_and_checksum_errors_are_exported() -> None:
     assert ("wg_tuner_offload_turned_on_timestamp_seconds", off) not in samples
     csum = (("counter", "InCsumErrors"), ("protocol", "IpExt"))
     assert samples[("wg_tuner_snmp_counter_total", csum)] == 42.0
+
+
+def test_an_operator_turning_the_feature_on_again_wins() -> None:
+    """Drift ends the sticky hold, and onDrift: hold keeps offload-errors off it."""
+    from tuner.journal.journal import DRIFTED
+
+    records = [
+        *_records(APPLIED, VERIFIED),
+        Record(
+            3, 300.0, DRIFTED, "c-1", "offload-errors", TARGET, "on", "off", extra={"seen": "on"}
+        ),
+    ]
+    ctx = view.context(records, 400.0, {}, sticky_policies=frozenset({"offload-errors"}))
+    assert TARGET not in ctx.sticky
+    again = replace(
+        POLICY, name="offload-errors", action=Action("offload", value="off", key="latest")
+    )
+    verdict = judge(Candidate(again, TARGET, "on", "off"), ctx)
+    assert (verdict.decision, verdict.guard) == (Decision.HOLD, "drift"), verdict
