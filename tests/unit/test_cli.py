@@ -129,3 +129,11 @@ def test_version_and_help_import_nothing_heavy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip().splitlines()[-1] == "HEAVY:", out.stdout[-500:]
+
+
+def test_the_lab_fault_choices_are_the_labs_faults() -> None:
+    from tuner.cli import LAB_FAULTS
+    from tuner.lab.faults import FAULTS
+    from tuner.lab.lab import FAULT_OFF, FAULT_ON
+
+    assert LAB_FAULTS == FAULTS == tuple(FAULT_ON) == tuple(FAULT_OFF)
