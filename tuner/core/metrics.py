@@ -412,13 +412,8 @@ def rx_errors_rate(p: Point, i: WgInterface) -> float | None:
 def offload_on_age(p: Point, i: WgInterface) -> float | None:
     """Seconds since a feature of its underlays was last seen turning on (None: none
     was seen turning on)."""
-    devices = set(i.underlays)
-    times = [
-        since
-        for key, since in p.cur.knobs.offloads_on_since.items()
-        if key.split("/", 1)[0] in devices
-    ]
-    return max(0.0, p.cur.taken_at - max(times)) if times else None
+    latest = p.cur.knobs.latest_turned_on(i.underlays)
+    return None if latest is None else max(0.0, p.cur.taken_at - latest[0])
 
 
 def _thread_cores(p: Point, i: WgInterface) -> list[float] | None:

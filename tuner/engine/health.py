@@ -16,7 +16,7 @@ from tuner.errors import TunerError
 from tuner.model.checks import NOT_WORSE, STOPS
 from tuner.model.kinds import KINDS, VALUE_CHECKS
 from tuner.model.probe import round_trip_size
-from tuner.model.rates import delta, rx_errors_grown, softirq_spread
+from tuner.model.rates import delta, link_grown, rx_errors_grown, softirq_spread
 from tuner.model.snapshot import ACTIVE_HANDSHAKE_MAX, USER_HZ, LinkCounters, Snapshot
 from tuner.model.target import Target
 from tuner.observe.collector import Observer
@@ -223,11 +223,7 @@ class Health:
         elif name in RX_ERRORS:
             grown = rx_errors_grown(before, now)
         elif name == "link_errors_not_worse":
-            was = {link.name: _errors(link.counters) for link in before.underlays}
-            grown = sum(
-                delta(was.get(link.name, _errors(link.counters)), _errors(link.counters))
-                for link in now.underlays
-            )
+            grown = link_grown(before, now, _errors)
         else:
             counters = NOT_WORSE.get(name) or STOPS[name]
             grown = sum(

@@ -254,15 +254,9 @@ def _offload_targets(a: Action, s: Snapshot, i: WgInterface | None, p: Peer | No
         return []
     devices = sorted(i.underlays) if i else sorted(u.name for u in s.underlays)
     if a.key == LATEST:
-        turned_on = [
-            (since, key)
-            for key, since in s.knobs.offloads_on_since.items()
-            if key.split("/", 1)[0] in devices and s.knobs.offloads.get(key) == "on"
-        ]
-        if not turned_on:
-            return []
-        key = max(turned_on)[1]
-        return [(Target("offload", key), s.knobs.offloads[key])]
+        latest = s.knobs.latest_turned_on(devices)
+        key = latest[1] if latest else ""
+        return [(Target("offload", key), s.knobs.offloads[key])] if key in s.knobs.offloads else []
     return [
         (Target("offload", f"{dev}/{a.key}"), s.knobs.offloads.get(f"{dev}/{a.key}"))
         for dev in devices

@@ -6,11 +6,11 @@ WireGuard daemon restarted) and the new value is the whole delta since the reset
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from tuner.model.snapshot import Snapshot, WgInterface
+from tuner.model.snapshot import LinkCounters, Snapshot, WgInterface
 
 KEEPALIVE_BYTES = 64
 """Growth up to this many bytes is WireGuard's own chatter (a keepalive is 32 bytes), not
@@ -130,6 +130,23 @@ CHECKSUM_ERRORS: tuple[tuple[str, str], ...] = (
 in /proc/net/netstat."""
 
 
+def link_grown(
+    prev: Snapshot,
+    cur: Snapshot,
+    count: Callable[[LinkCounters], int],
+    devices: Iterable[str] | None = None,
+) -> int:
+    """Growth of ``count`` over the underlays of ``devices`` (every one when None) present
+    in both snapshots (a link that appeared since has nothing to compare with)."""
+    was = {link.name: count(link.counters) for link in prev.underlays}
+    wanted = None if devices is None else set(devices)
+    return sum(
+        delta(was[link.name], count(link.counters))
+        for link in cur.underlays
+        if link.name in was and (wanted is None or link.name in wanted)
+    )
+
+
 def rx_errors_grown(prev: Snapshot, cur: Snapshot, devices: Iterable[str] | None = None) -> int:
     """What a broken receive offload shows, grown between two snapshots: checksum errors
     of every protocol (a bad aggregate fails the IP or the transport checksum) plus the
@@ -139,11 +156,5 @@ def rx_errors_grown(prev: Snapshot, cur: Snapshot, devices: Iterable[str] | None
         ip = s.host.netstat.get("IpExt", {}).get("InCsumErrors", 0)
         return ip + sum(s.host.snmp.get(proto, {}).get(key, 0) for proto, key in CHECKSUM_ERRORS)
 
-    was = {link.name: link.counters.rx_errors for link in prev.underlays}
-    wanted = None if devices is None else set(devices)
-    links = sum(
-        delta(was[link.name], link.counters.rx_errors)
-        for link in cur.underlays
-        if link.name in was and (wanted is None or link.name in wanted)
-    )
+    links = link_grown(prev, cur, lambda c: c.rx_errors, devices)
     return delta(checksums(prev), checksums(cur)) + links

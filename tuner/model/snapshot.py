@@ -7,7 +7,7 @@ is nothing to leak from a Snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -196,6 +196,12 @@ class Knobs:
     offloads_on_since: Mapping[str, float] = field(default_factory=frozen_map)
     """``DEV/feature`` -> wall-clock time the observer first saw it on after seeing it
     off, for the features now on (tuner/observe/offload_history.py)."""
+
+    def latest_turned_on(self, devices: Iterable[str]) -> tuple[float, str] | None:
+        """(when, ``DEV/feature``) of the feature of ``devices`` last seen turning on."""
+        names = set(devices)
+        found = [(t, k) for k, t in self.offloads_on_since.items() if k.split("/")[0] in names]
+        return max(found) if found else None
 
 
 @dataclass(frozen=True, slots=True)
