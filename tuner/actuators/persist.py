@@ -4,15 +4,17 @@
 - MTU and PersistentKeepalive go to the wg-quick config ``/etc/wireguard/IF.conf``
   (``MTU =`` in [Interface], ``PersistentKeepalive =`` in the peer's [Peer]).
 
-Every write is atomic (temp file, fsync, rename) and keeps the file's mode; before
-wg-tuner first edits a wg-quick file it saves ``IF.conf.wg-tuner.bak``. ``persist``
-returns the line it replaced so ``unpersist`` restores exactly that. The wg-quick file
+Every write goes through the fd-based atomic writer (``tuner.files``) and keeps the
+file's mode; before wg-tuner first edits a wg-quick file it saves
+``IF.conf.wg-tuner.bak``. ``persist`` returns the line it replaced so ``unpersist``
+restores exactly that. The wg-quick file
 holds the private key: its content is never logged, returned or put in an error.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,8 +155,10 @@ class Persistence:
         if not path.is_file():
             raise PermanentActuatorError(f"no wg-quick config for {ifname} to persist into")
         backup = path.with_name(path.name + ".wg-tuner.bak")
-        if not backup.exists():
-            shutil.copy2(path, backup)
-        text, previous = _set_line(path.read_text(), section, key, line)
+        original = path.read_text()
+        if not os.path.lexists(backup):
+            # Through the same writer: never through a (dangling) symlink, no umask window.
+            write_atomic(backup, original, stat.S_IMODE(path.stat().st_mode), dir_mode=0o700)
+        text, previous = _set_line(original, section, key, line)
         _atomic_write(path, text)
         return Persisted(rel, key, section, previous)

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from tuner.exporters.exposition import Rows, text
 from tuner.exporters.naming import PEER_NAMES, PWE, WE
-from tuner.files import write_atomic
+from tuner.files import Strict, write_atomic
 from tuner.model.probe import MtuProbe, Reachability
 from tuner.model.snapshot import USER_HZ, Link, Snapshot
 from tuner.observe.logs import KINDS as LOG_KINDS
@@ -498,7 +498,7 @@ def write_exposition(path: Path, text: str) -> None:
     whatever the umask: node_exporter runs unprivileged, and the unit's UMask=0077 would
     otherwise make every series silently invisible to it. The temporary name does not
     end in ``.prom``, so the collector never reads a half-written file."""
-    write_atomic(path, text, mode=0o644, dir_mode=0o755)
+    write_atomic(path, text, mode=0o644, dir_mode=0o755, strict=Strict.WARN)
 
 
 def write_registry_textfile(registry: CollectorRegistry, path: Path) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from tuner.exporters.exposition import chunks
-from tuner.files import atomic_writer
+from tuner.files import Strict, atomic_writer
 
 
 class Rendered:
@@ -41,7 +41,7 @@ class Rendered:
         self._gzipped = packed = b"".join(parts)  # one reference swap: old or new, whole
         if textfile is not None:
             unpacker = zlib.decompressobj(31)
-            with atomic_writer(textfile, 0o644, dir_mode=0o755) as out:
+            with atomic_writer(textfile, 0o644, dir_mode=0o755, strict=Strict.WARN) as out:
                 for start in range(0, len(packed), 1 << 18):
                     out.write(unpacker.decompress(packed[start : start + (1 << 18)]))
                 out.write(unpacker.flush())

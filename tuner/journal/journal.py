@@ -110,6 +110,11 @@ def ensure_state_dir(path: Path) -> None:
         raise JournalError(f"state directory {path}: {exc.strerror}") from exc
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise JournalError(f"state directory {path} is not a plain directory: refused")
+    if info.st_uid not in (0, os.geteuid()):
+        raise JournalError(
+            f"state directory {path} is owned by uid {info.st_uid}: refused "
+            f"(fix: chown root {path})"
+        )
     if info.st_mode & 0o077:
         os.chmod(path, 0o700)
 
