@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_privileges
+from tests.reliability import FigureFn
 from tuner.files import Strict, UnsafeDirectory, write_atomic
 
 NOBODY = 65534
@@ -57,7 +58,7 @@ def shared_dir() -> Iterator[Path]:
 
 
 def test_a_racer_swapping_temp_files_for_symlinks_never_changes_a_file_outside(
-    shared_dir: Path, figure: object
+    shared_dir: Path, figure: FigureFn
 ) -> None:
     victim = shared_dir / "victim"
     victim.write_text("root only\n")
@@ -95,6 +96,9 @@ def test_a_racer_swapping_temp_files_for_symlinks_never_changes_a_file_outside(
             racer.stdout.close()
     assert victim.read_text() == "root only\n"
     assert writes > 100, "the writer must have raced the swapper many times"
+    figure(
+        "Security", "atomic writes raced by a symlink-swapping user, outside file unchanged", writes
+    )
     served = textdir / "wg_tuner.prom"
     if served.exists() and not served.is_symlink():
         assert stat.S_IMODE(os.stat(served).st_mode) == 0o644
