@@ -264,12 +264,12 @@ class MetricsServer:
         self._answer(conn, _response("200 OK", headers), iter(()) if head_only else body)
 
     def _answer(
-        self, conn: _Connection, head: bytes, body: Iterator[bytes | memoryview] = iter(())
+        self, conn: _Connection, head: bytes, body: Iterator[bytes | memoryview] | None = None
     ) -> None:
         conn.writing = True
         conn.request = bytearray()
         conn.pending = memoryview(head)
-        conn.rest = body
+        conn.rest = body if body is not None else iter(())
         conn.deadline = time.monotonic() + self.write_timeout
         self._selector.modify(conn.sock, selectors.EVENT_WRITE)
         self._write(conn)
