@@ -12,6 +12,7 @@ from tests.fakeuapi import PRIVATE_HEX, PSK_HEX, daemon, make_reply, peer_key_he
 from tuner.adapters.uapi import (
     GetParser,
     UapiClient,
+    UapiDevice,
     UapiErrno,
     UapiTimeout,
     _generic_get,
@@ -220,3 +221,65 @@ def test_the_client_remembers_only_the_last_read(tmp_path: Path) -> None:
         with daemon(tmp_path, "wg0", make_reply(peers)):
             assert len(client.get("wg0").peers) == peers
     assert len(client._known["wg0"]) == 5
+
+
+HOSTILE_ENDPOINTS = ["198.51.0.1\x00:51820", "\x1b[2J\x1b[31m:1", "1.2.3.4 :1", "evil.example:1"]
+
+
+@pytest.mark.parametrize("endpoint", HOSTILE_ENDPOINTS)
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_a_hostile_endpoint_is_a_protocol_error_for_its_interface(
+    endpoint: str, chunk: int
+) -> None:
+    text = make_reply(5).decode().replace("endpoint=198.51.0.3:51822", f"endpoint={endpoint}")
+    with pytest.raises(ProtocolError, match="wgbad"):
+        _feed_as("wgbad", text, chunk)
+
+
+def _feed_as(ifname: str, text: str, chunk: int) -> UapiDevice:
+    parser = GetParser(ifname)
+    data = text.encode("latin-1")
+    for i in range(0, len(data), chunk):
+        parser.feed(data[i : i + chunk])
+    return parser.finish()
+
+
+@pytest.mark.parametrize("allowed", ["10.0.0.1/32\x00", "10.0.0.1/32 ", "\x1b]0;x\x07/32"])
+def test_a_hostile_allowed_ip_is_a_protocol_error(allowed: str) -> None:
+    text = make_reply(3).decode().replace("allowed_ip=10.0.0.1/32", f"allowed_ip={allowed}")
+    with pytest.raises(ProtocolError, match="wg0"):
+        _feed_as("wg0", text, 4096)
+
+
+def test_a_reply_with_no_peer_boundary_is_refused_early_and_in_linear_time() -> None:
+    parser = GetParser("wg0")
+    piece = (b"x=" + b"y" * 60 + b"\n") * 4
+    fed_bytes = 0
+    with pytest.raises(ProtocolError, match="no peer boundary"):
+        for _ in range(200_000):  # about 50 MB, fed as a server would stream it
+            parser.feed(piece)
+            fed_bytes += len(piece)
+    # Refused at the bound, and nothing was joined before it: each feed only appended.
+    assert fed_bytes <= 4 * 1024 * 1024 + len(piece)
+    assert parser._size <= 4 * 1024 * 1024 + len(piece)
+
+
+def test_a_reply_larger_than_any_device_is_refused_while_it_streams(tmp_path: Path) -> None:
+    from tuner.adapters import uapi
+
+    one = make_reply(1).decode()
+    head, peer = (
+        one[: one.index("public_key=")],
+        one[one.index("public_key=") : one.index("errno=")],
+    )
+    copies = uapi.MAX_REPLY // len(peer) + 10
+    body = (head + peer * copies + "errno=0\n\n").encode()
+    with daemon(tmp_path, "wg0", body, chunk=1 << 20), pytest.raises(ProtocolError, match="large"):
+        UapiClient(tmp_path, timeout=60).get("wg0")
+
+
+def test_a_peer_block_split_anywhere_parses_the_same() -> None:
+    text = make_reply(40).decode()
+    reference = _generic_get("wg0", text)
+    for chunk in (1, 2, 11, 12, 13, 4096):
+        assert _feed_as("wg0", text, chunk) == reference

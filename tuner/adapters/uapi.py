@@ -15,7 +15,7 @@ import re
 import socket
 import struct
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +30,12 @@ from tuner.adapters.x25519 import public_from_private
 from tuner.errors import ObserveError, ProtocolError, TransientObserveError, TunerError
 from tuner.model.snapshot import Peer
 
-MAX_REPLY = 256 * 1024 * 1024
-"""A reply larger than this is not a WireGuard device; refuse instead of eating memory."""
+MAX_REPLY = 64 * 1024 * 1024
+"""Larger than any real device's reply (wireguard-go answers about 330 bytes a peer:
+10,000 peers are 3.3 MB, 100,000 with a few allowed IPs each well under 64 MB), so a
+larger one is a hostile or broken server: refused instead of eating memory."""
+MAX_PEER_BLOCK = 4 * 1024 * 1024
+"""One peer's lines (or the interface's before the first peer): 100,000 allowed IPs."""
 
 _KEY_RE = re.compile(r"[a-z_]{1,40}")
 _VALUE_RE = re.compile(r"[\x21-\x3c\x3e-\x7e]{0,256}")
@@ -95,13 +99,13 @@ _PEER_BLOCK = re.compile(
     r"public_key=([0-9a-f]{64})\n"
     r"(?:preshared_key=[0-9a-f]{64}\n)?"
     r"(?:protocol_version=\d+\n)?"
-    r"(?:endpoint=([^\n]*)\n)?"
+    r"(?:endpoint=((?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]{2,45}(?:%[\w.-]{1,16})?\]):\d{1,5})\n)?"
     r"last_handshake_time_sec=(\d+)\n"
     r"last_handshake_time_nsec=(\d+)\n"
     r"tx_bytes=(\d+)\n"
     r"rx_bytes=(\d+)\n"
     r"persistent_keepalive_interval=(\d+)\n"
-    r"((?:allowed_ip=[^\n]*\n)*)"
+    r"((?:allowed_ip=[0-9a-f.:]{2,45}/\d{1,3}\n)*)"
 )
 """One peer in wireguard-go's field order; lets a 10,000-peer reply parse in C-speed passes."""
 
@@ -146,11 +150,23 @@ def _fast_peers(
     return out
 
 
+ENDPOINT = re.compile(
+    r"(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]{2,45}(?:%[\w.-]{1,16})?\]):\d{1,5}"
+)
+"""An endpoint as the protocol writes it: ``IPv4:port`` or ``[IPv6%scope]:port``."""
+ALLOWED_IP = re.compile(r"[0-9a-fA-F.:]{2,45}/\d{1,3}")
+
+
 class GetParser:
     """Parses a ``get=1`` reply while it arrives, so parsing overlaps the daemon's writing.
 
-    Complete peer blocks are parsed chunk by chunk on the fast path; if any part of the
-    reply is not in wireguard-go's layout, ``finish`` parses the whole text generically.
+    The reply is cut at peer boundaries as it arrives and each run of whole peer blocks is
+    parsed at once, on the fast path when it is in wireguard-go's exact layout and line by
+    line otherwise; nothing but the unparsed tail is kept, so time and memory stay linear
+    in the reply whatever a hostile server sends. The server is treated as hostile:
+    endpoints and allowed IPs must fit their grammar (no NUL, space or escape), a run
+    without a peer boundary is bounded, and any malformed value is a ``ProtocolError``
+    for this interface only.
     """
 
     def __init__(self, ifname: str, known: Mapping[PeerBlock, Peer] | None = None) -> None:
@@ -158,8 +174,9 @@ class GetParser:
         self.known: Mapping[PeerBlock, Peer] = known or {}
         self.seen: dict[PeerBlock, Peer] = {}
         self._parts: list[str] = []
-        self._pending = ""
-        self._head: str | None = None
+        self._size = 0
+        self._tail = "\n"  # a reply may start with its first peer
+        self._head: dict[str, str] | None = None
         self._peers: list[Peer] = []
         self._fast = True
 
@@ -168,45 +185,56 @@ class GetParser:
             text = chunk.decode("ascii")
         except UnicodeDecodeError:
             raise ProtocolError(self.ifname, "reply is not ASCII") from None
-        self._parts.append(text)
-        if not self._fast:
+        window = self._tail + text
+        cut = window.rfind("\npublic_key=")
+        if cut < 0 or cut + 1 <= len(self._tail) - self._size:
+            self._keep(text)
             return
-        pending = self._pending + text
-        if self._head is None:
-            first = pending.find("public_key=")
-            if first < 0:
-                self._pending = pending
-                return
-            self._head, pending = pending[:first], pending[first:]
-        cut = pending.rfind("\npublic_key=")
-        if cut > 0:
-            self._take(pending[: cut + 1])
-            pending = pending[cut + 1 :]
-        self._pending = pending
+        at = self._size - len(self._tail) + cut + 1  # offset of the boundary in the pending
+        pending = "".join(self._parts) + text
+        self._parts, self._size, self._tail = [], 0, "\n"
+        self._take(pending[:at])
+        self._keep(pending[at:])
+
+    def _keep(self, text: str) -> None:
+        if not text:
+            return
+        self._parts.append(text)
+        self._size += len(text)
+        self._tail = (self._tail + text)[-12:]
+        if self._size > MAX_PEER_BLOCK:
+            raise ProtocolError(self.ifname, "reply has no peer boundary where one must be")
 
     def _take(self, segment: str) -> None:
-        try:
-            peers = _fast_peers(segment, self.known, self.seen)
-        except ValueError:
-            peers = None
+        """Parse a run of whole lines ending at a peer boundary (or at errno)."""
+        if not segment:
+            return
+        if self._head is None:
+            first = 0 if segment.startswith("public_key=") else segment.find("\npublic_key=") + 1
+            if first <= 0 and not segment.startswith("public_key="):
+                first = len(segment)
+            self._head = _head_fields(self.ifname, segment[:first])
+            segment = segment[first:]
+            if not segment:
+                return
+        peers = None
+        if self._fast:
+            try:
+                peers = _fast_peers(segment, self.known, self.seen)
+            except ValueError:
+                peers = None
         if peers is None:
             self._fast = False
-        else:
-            self._peers.extend(peers)
+            peers = _generic_peers(self.ifname, segment)
+        self._peers.extend(peers)
 
     def finish(self) -> UapiDevice:
         text = "".join(self._parts)
         at = _check_errno(self.ifname, text)
-        if self._fast:
-            if self._head is None:  # no peers at all
-                self._head, self._pending = self._pending, ""
-            tail = self._pending[: len(self._pending) - (len(text) - at)]
-            if tail:
-                self._take(tail)
-        if not self._fast:
-            return _generic_get(self.ifname, text)
-        device = _generic_get(self.ifname, (self._head or "")[:at] + "errno=0\n\n")
-        return UapiDevice(device.public_key, device.listen_port, device.fwmark, tuple(self._peers))
+        self._take(text[:at])
+        if self._head is None:
+            self._head = _head_fields(self.ifname, "")
+        return _device(self.ifname, self._head, tuple(self._peers))
 
 
 def parse_get(ifname: str, text: str) -> UapiDevice:
@@ -232,21 +260,53 @@ def _check_errno(ifname: str, text: str) -> int:
     return at
 
 
-def _generic_get(ifname: str, text: str) -> UapiDevice:
-    """Any field order (boringtun, future versions): one line at a time."""
-    at = _check_errno(ifname, text)
-    public_key: str | None = None
-    listen_port = fwmark = 0
+def _lines(ifname: str, text: str) -> Iterator[tuple[str, str]]:
+    for line in text.split("\n")[:-1]:
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ProtocolError(ifname, "line without '='")
+        yield key, value
+
+
+def _head_fields(ifname: str, text: str) -> dict[str, str]:
+    """The interface's own lines; the private key becomes the public key right here."""
+    head: dict[str, str] = {}
+    if len(text) > MAX_PEER_BLOCK:
+        raise ProtocolError(ifname, "reply has no peer boundary where one must be")
+    try:
+        for key, value in _lines(ifname, text):
+            if key == "private_key":
+                head["public_key"] = base64.b64encode(
+                    public_from_private(bytes.fromhex(value))
+                ).decode("ascii")
+            elif key in ("listen_port", "fwmark"):
+                head[key] = str(int(value))
+    except ValueError:
+        raise ProtocolError(ifname, "malformed value in reply") from None  # may be a key
+    return head
+
+
+def _device(ifname: str, head: Mapping[str, str], peers: tuple[Peer, ...]) -> UapiDevice:
+    return UapiDevice(
+        head.get("public_key"), int(head.get("listen_port", 0)), int(head.get("fwmark", 0)), peers
+    )
+
+
+def _generic_peers(ifname: str, text: str) -> list[Peer]:
+    """Peers in any field order (boringtun, future versions), one line at a time."""
     peers: list[Peer] = []
     current: dict[str, str] | None = None
     allowed: list[str] = []
 
     def finish() -> None:
         if current is not None:
+            endpoint = current.get("endpoint")
+            if endpoint is not None and not ENDPOINT.fullmatch(endpoint):
+                raise ProtocolError(ifname, "endpoint is not an address and port")
             peers.append(
                 Peer(
                     public_key=current["public_key"],
-                    endpoint=current.get("endpoint"),
+                    endpoint=endpoint,
                     allowed_ips=tuple(allowed),
                     latest_handshake=int(current.get("last_handshake_time_sec", "0"))
                     + int(current.get("last_handshake_time_nsec", "0")) / 1e9,
@@ -257,33 +317,36 @@ def _generic_get(ifname: str, text: str) -> UapiDevice:
             )
 
     try:
-        for line in text[:at].split("\n")[:-1]:
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise ProtocolError(ifname, "line without '='")
+        for key, value in _lines(ifname, text):
             if key == "allowed_ip":
+                if not ALLOWED_IP.fullmatch(value):
+                    raise ProtocolError(ifname, "allowed_ip is not a prefix")
                 allowed.append(value)
             elif key == "public_key":
                 finish()
                 current = {"public_key": hex_to_b64(value)}
                 allowed = []
-            elif current is not None:
+            elif current is None:
+                raise ProtocolError(ifname, "peer field before any public_key")
+            elif key in _PEER_FIELDS:
                 # preshared_key is never kept; protocol_version and unknown keys are ignored.
-                if key in _PEER_FIELDS:
-                    current[key] = value
-            elif key == "private_key":
-                public_key = base64.b64encode(public_from_private(bytes.fromhex(value))).decode(
-                    "ascii"
-                )
-            elif key == "listen_port":
-                listen_port = int(value)
-            elif key == "fwmark":
-                fwmark = int(value)
+                current[key] = value
         finish()
     except ValueError:
         # Never echo the value: it may be a key.
         raise ProtocolError(ifname, "malformed value in reply") from None
-    return UapiDevice(public_key, listen_port, fwmark, tuple(peers))
+    return peers
+
+
+def _generic_get(ifname: str, text: str) -> UapiDevice:
+    """A whole reply, line by line (the reference the streaming parser is tested against)."""
+    at = _check_errno(ifname, text)
+    body = text[:at]
+    first = 0 if body.startswith("public_key=") else body.find("\npublic_key=") + 1
+    if first <= 0 and not body.startswith("public_key="):
+        first = len(body)
+    head = _head_fields(ifname, body[:first])
+    return _device(ifname, head, tuple(_generic_peers(ifname, body[first:])))
 
 
 _PEER_FIELDS = frozenset(

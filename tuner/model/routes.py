@@ -63,7 +63,7 @@ class RouteTable:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         try:
             value = _to_int(family, address)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: an embedded NUL
             return None
         bits = 32 if family == socket.AF_INET else 128
         for length in self._lengths[family]:

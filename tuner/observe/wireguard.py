@@ -63,7 +63,11 @@ class WireGuardReader:
                     if impl is Implementation.USERSPACE
                     else self.kernel_reader(link.name)
                 )
-            except TunerError as exc:
+            except Exception as exc:  # one interface's failure is its own
+                if not isinstance(exc, TunerError):
+                    # A reply no parser rule anticipated: this interface is unobserved this
+                    # cycle, the others are read and the daemon keeps cycling.
+                    exc = ObserveError(f"{link.name}: unreadable reply ({type(exc).__name__})")
                 if self.link_exists is not None and not self.link_exists(link.name):
                     log.info("observe.interface_vanished", interface=link.name)
                     notes.append(f"{link.name}: vanished while being read")
