@@ -18,6 +18,7 @@ from typing import NoReturn
 from tuner import __version__, exit_codes
 from tuner.errors import TunerError
 from tuner.exporters.naming import PEER_NAMES, PWE
+from tuner.terminal import EscapingStream, escape_controls
 
 DEFAULT_STATE_DIR = "/var/lib/wg-tuner"
 LAB_FAULTS = ("mtu-blackhole", "nat-timeout", "loss", "down", "bad-gro")
@@ -330,16 +331,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_format)
     if args.policies is None:
         args.policies = default_policies()
+    terminal = sys.stdout
+    sys.stdout = EscapingStream(terminal)
     try:
         result: int = getattr(commands, args.func)(args)
     except TunerError as exc:
-        print(f"wg-tuner: error: {exc}", file=sys.stderr)
+        print(f"wg-tuner: error: {escape_controls(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("wg-tuner: interrupted", file=sys.stderr)
         return exit_codes.INTERRUPTED
     except BrokenPipeError:
         return exit_codes.OK
+    finally:
+        sys.stdout = terminal
     return result
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import WG_TUNER, cli
 from tuner import __version__
-from tuner.cli import build_parser, default_policies
+from tuner.cli import build_parser, default_policies, main
+from tuner.terminal import EscapingStream, escape_controls
 
 
 def test_version() -> None:
@@ -137,3 +139,21 @@ def test_the_lab_fault_choices_are_the_labs_faults() -> None:
     from tuner.lab.lab import FAULT_OFF, FAULT_ON
 
     assert LAB_FAULTS == FAULTS == tuple(FAULT_ON) == tuple(FAULT_OFF)
+
+
+def test_text_output_shows_control_characters_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile = tmp_path / "\x1b]0;owned\x07\x1b[2J.yaml"  # retitle and clear the terminal
+    hostile.write_text("not: [a policy\n")
+    hostile.chmod(0o644)
+    assert main(["--policies", str(tmp_path), "validate"]) != 0
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    assert "\\x1b]0;owned\\x07\\x1b[2J.yaml" in out
+    assert sys.stdout is not None and not isinstance(sys.stdout, EscapingStream)
+
+
+def test_escaping_keeps_newlines_tabs_and_text() -> None:
+    assert escape_controls("a\tb\nc \u00e9\u2603") == "a\tb\nc \u00e9\u2603"
+    assert escape_controls("\x00\x1b\x7f\x9b") == "\\x00\\x1b\\x7f\\x9b"

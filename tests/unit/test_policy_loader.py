@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tracemalloc
 from pathlib import Path
@@ -15,7 +16,7 @@ from tests.conftest import REPO, cli
 from tests.reliability import FigureFn
 from tuner.errors import PolicyError
 from tuner.model.policy import Scope
-from tuner.policy.loader import MAX_FILE_BYTES, load, load_or_raise, load_text
+from tuner.policy.loader import MAX_FILE_BYTES, load, load_or_raise, load_text, read_policy_file
 
 SHIPPED = REPO / "policies"
 GOOD = (SHIPPED / "mtu-blackhole.yaml").read_text()
@@ -158,7 +159,7 @@ def test_world_writable_and_symlinked_files_refused(tmp_path: Path, figure: Figu
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD)
     bad.chmod(0o666)
-    with pytest.raises(PolicyError, match="world-writable"):
+    with pytest.raises(PolicyError, match="writable by group or others"):
         load_or_raise([bad])
     link = tmp_path / "link.yaml"
     link.symlink_to(SHIPPED / "tcp-mss.yaml")
@@ -297,3 +298,46 @@ def test_policies_doc_lists_every_health_check() -> None:
     doc = (REPO / "docs" / "policies.md").read_text()
     for name in POLICY_CHECKS:
         assert f"| `{name}` |" in doc, name
+
+
+CONNTRACK_TEXT = (REPO / "policies" / "conntrack-pressure.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x:\n  y: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than"),
+        (CONNTRACK_TEXT.replace("priority: 50", "priority: " + "9" * 5000), "longer than"),
+    ],
+    ids=["deep-nesting", "5000-digit-integer"],
+)
+def test_parser_limits_are_policy_errors_with_a_location(text: str, message: str) -> None:
+    _, issues = load_text(text, "limits.yaml")
+    hit = [i for i in issues if message in i.message]
+    assert hit, [str(i) for i in issues]
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if "[[" in t or "9999" in t)
+    assert hit[0].file == "limits.yaml" and hit[0].line == line
+
+
+@pytest.mark.parametrize("mode", [0o664, 0o646])
+def test_a_policy_file_writable_by_group_or_others_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\n")
+    path.chmod(mode)
+    with pytest.raises(PolicyError, match="writable by group or others"):
+        read_policy_file(path)
+
+
+def test_a_policy_directory_writable_by_others_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    directory.chmod(0o777)
+    _, issues = load([directory])
+    assert issues and "directory is writable by group or others" in issues[0].message
+
+
+def test_a_fifo_is_refused_at_once_instead_of_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "p.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(PolicyError, match="not a regular file"):
+        read_policy_file(fifo)  # opening a FIFO for reading blocked until a writer came

@@ -130,6 +130,10 @@ class Daemon:
                 "policy.reload_failed", errors=[str(i) for i in exc.issues], kept=len(current)
             )
             return current
+        except Exception as exc:  # the last good set stays, whatever the files did
+            self.state.policy_errors = 1
+            log.error("policy.reload_failed", errors=[type(exc).__name__], kept=len(current))
+            return current
         self.state.policy_errors = 0
         self.set_policies(fresh)
         log.info("policy.reloaded", policies=len(fresh))

@@ -41,6 +41,9 @@ from tuner.model.policy import (
 API_VERSION = "wg-tuner/v1"
 MAX_FILE_BYTES = 256 * 1024
 MAX_EVENTS = 20_000
+MAX_DEPTH = 32
+MAX_SCALAR = 4096
+"""A number, boolean or null longer than this is not one (a 5,000-digit integer)."""
 MAX_INT = 2**31 - 1
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 GLOB_RE = re.compile(r"[A-Za-z0-9_.@+*?\[\]!-]{1,15}")
@@ -107,11 +110,16 @@ class Ctx:
         if not isinstance(node, yaml.ScalarNode):
             self.issues.add(node, "expected a single value")
             return None
-        return (
-            yaml.safe_load(yaml.serialize(node))
-            if node.tag != "tag:yaml.org,2002:str"
-            else node.value
-        )
+        if node.tag == "tag:yaml.org,2002:str":
+            return node.value
+        if len(node.value) > MAX_SCALAR:
+            self.issues.add(node, f"value is longer than {MAX_SCALAR} characters")
+            return None
+        try:
+            return yaml.safe_load(yaml.serialize(node))
+        except (ValueError, OverflowError, yaml.YAMLError):
+            self.issues.add(node, "value cannot be read as a number, boolean or null")
+            return None
 
     def text(self, node: yaml.Node, *, multiline: bool = False, max_len: int = 4000) -> str | None:
         value = self.scalar(node)
@@ -195,7 +203,15 @@ class Ctx:
 
 
 def _check_events(text: str, issues: Issues) -> bool:
+    depth = 0
     for count, event in enumerate(yaml.parse(text, Loader=yaml.SafeLoader), start=1):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                issues.add(_Marked(event), f"nested deeper than {MAX_DEPTH} levels")
+                return False
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             issues.add(_Marked(event), "YAML anchors and aliases are not allowed")
             return False
@@ -565,6 +581,9 @@ def load_text(text: str, source: str) -> tuple[list[Policy], list[PolicyIssue]]:
     except yaml.YAMLError as exc:
         issues.add(None, f"YAML error: {str(exc)[:200]}")
         return [], issues.items
+    except (RecursionError, ValueError, OverflowError, MemoryError) as exc:
+        issues.add(None, f"policy file cannot be parsed ({type(exc).__name__})")
+        return [], issues.items
     ctx = Ctx(issues)
     policies = [p for root in roots if root is not None and (p := _policy(ctx, root, source))]
     return policies, issues.items
@@ -573,20 +592,18 @@ def load_text(text: str, source: str) -> tuple[list[Policy], list[PolicyIssue]]:
 def read_policy_file(path: Path) -> str:
     """The file's text, refusing what must not be trusted. Raises PolicyError."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO is refused below instead of blocking the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise PolicyError([PolicyIssue(str(path), 1, 1, f"cannot open: {exc.strerror}")]) from exc
     with os.fdopen(fd, "rb") as fh:
         info = os.fstat(fh.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise PolicyError([PolicyIssue(str(path), 1, 1, "not a regular file")])
-        if info.st_mode & stat.S_IWOTH:
+        problem = untrusted(info)
+        if problem:
             raise PolicyError(
-                [
-                    PolicyIssue(
-                        str(path), 1, 1, "file is world-writable: refused", f"chmod o-w {path}"
-                    )
-                ]
+                [PolicyIssue(str(path), 1, 1, f"file is {problem}: refused", _fix(path, info))]
             )
         data = fh.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
@@ -599,10 +616,34 @@ def read_policy_file(path: Path) -> str:
         raise PolicyError([PolicyIssue(str(path), 1, 1, "file is not UTF-8")]) from exc
 
 
+def untrusted(info: os.stat_result) -> str | None:
+    """Why a policy file or directory with this stat is not trusted: a policy decides
+    what root changes, so only root (or wg-tuner's own user) may be able to write it."""
+    if info.st_uid not in (0, os.geteuid()):
+        return f"owned by uid {info.st_uid}"
+    if info.st_mode & 0o022:
+        return "writable by group or others"
+    return None
+
+
+def _fix(path: Path, info: os.stat_result) -> str:
+    return f"chown root {path}" if info.st_uid not in (0, os.geteuid()) else f"chmod go-w {path}"
+
+
 def policy_files(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
+            info = os.stat(path)
+            problem = untrusted(info)
+            if problem:
+                raise PolicyError(
+                    [
+                        PolicyIssue(
+                            str(path), 1, 1, f"directory is {problem}: refused", _fix(path, info)
+                        )
+                    ]
+                )
             out += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
         else:
             out.append(path)
@@ -613,7 +654,10 @@ def load(paths: list[Path]) -> tuple[list[Policy], list[PolicyIssue]]:
     """Every policy in the files and directories given, and every issue found."""
     policies: list[Policy] = []
     issues: list[PolicyIssue] = []
-    files = policy_files(paths)
+    try:
+        files = policy_files(paths)
+    except PolicyError as exc:
+        return [], list(exc.issues)
     for path in files:
         try:
             text = read_policy_file(path)
