@@ -40,6 +40,7 @@ from tuner.exporters.metrics import (
     write_textfile,
 )
 from tuner.exporters.serve import Rendered, serve
+from tuner.hardening import no_core_dumps
 from tuner.exporters.snapshot_json import snapshot_to_data
 from tuner.exporters.status import render_text
 from tuner.journal.journal import FREEZE_CLEARED, OPEN_STATES, Cause, Journal, fold
@@ -491,6 +492,7 @@ def _listen(value: str) -> tuple[str, int] | None:
 def cmd_run(args: argparse.Namespace) -> int:
     policies = policy_loader.load_or_raise([args.policies])
     require_root("wg-tuner run")
+    no_core_dumps()  # before the first read of a private key
     listen = _listen(args.metrics_listen)
     with StateLock(args.state_dir, wait=args.lock_wait):
         journal = Journal(args.state_dir)

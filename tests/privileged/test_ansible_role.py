@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 from tests.conftest import REPO, WG_TUNER
+from tuner import __version__
 
 BIN = Path(sys.executable).parent
 POLICY = """
@@ -83,7 +88,7 @@ def test_role_lays_down_policies_and_unit_idempotently(tmp_path: Path) -> None:
     policy = root / "etc/wg-tuner/policies/site-keepalive.yaml"
     unit = root / "etc/systemd/system/wg-tuner.service"
     assert policy.exists() and unit.exists()
-    assert "--mode enforce" in unit.read_text() and "Type=notify" in unit.read_text()
+    assert '--mode "enforce"' in unit.read_text() and "Type=notify" in unit.read_text()
     assert (root / "var/lib/prometheus/node-exporter").is_dir()
     valid = subprocess.run(
         [WG_TUNER, "validate", str(policy.parent)], capture_output=True, text=True, check=False
@@ -130,3 +135,33 @@ def test_ansible_lint_passes() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_the_role_pins_the_version_it_installs() -> None:
+    defaults = yaml.safe_load((REPO / "ansible/roles/wg_tuner/defaults/main.yml").read_text())
+    assert defaults["wg_tuner_version"] == __version__
+    tasks = (REPO / "ansible/roles/wg_tuner/tasks/main.yml").read_text()
+    assert "'==' ~ wg_tuner_version" in tasks
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("wg_tuner_interval", "10 --mode enforce"),
+        ("wg_tuner_metrics_listen", "127.0.0.1:1 --textfile /etc/shadow"),
+        ("wg_tuner_textfile_dir", "/var/lib/x\nExecStartPre=/bin/sh"),
+        ("wg_tuner_mode", "enforce --policies /tmp"),
+    ],
+)
+def test_the_role_refuses_a_value_that_would_change_the_unit(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    root = tmp_path / "root"
+    mode = "        wg_tuner_mode: enforce\n"
+    extra = f"        {variable}: {json.dumps(value)}\n"
+    play = POLICY.replace(mode, extra if variable == "wg_tuner_mode" else mode + extra)
+    (tmp_path / "play.yml").write_text(play.replace("{root}", str(root)))
+    done = run_play(tmp_path)
+    assert done.returncode != 0
+    assert "wg_tuner_mode must be observe or enforce" in done.stdout
+    assert not (root / "etc/systemd/system/wg-tuner.service").exists()

@@ -86,6 +86,9 @@ def test_the_daemon_keeps_cycling_beside_a_nul_in_an_endpoint(
                 time.sleep(0.2)
                 events = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
                 cycles = [e for e in events if e["event"] == "cycle.done"]
+            limits = Path(f"/proc/{daemon.pid}/limits").read_text()
+            core = next(line for line in limits.splitlines() if line.startswith("Max core"))
+            assert core.split()[4:6] == ["0", "0"], core  # it reads private keys: no core
         finally:
             daemon.terminate()
             daemon.wait(timeout=60)

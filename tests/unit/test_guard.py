@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tuner.engine.guard import LEAD, MARGIN, UNIT_PREFIX, Guards, guard_argv, run_guard
+from tuner.engine.guard import (
+    LEAD,
+    MARGIN,
+    SANDBOX,
+    UNIT_PREFIX,
+    Guards,
+    guard_argv,
+    run_guard,
+    sandbox,
+)
 from tuner.errors import LockBusy
 
 pytestmark = pytest.mark.timing
@@ -55,6 +64,11 @@ def test_under_systemd_a_transient_timer_runs_the_guard(
     # Started LEAD seconds early; the guard then waits to the second.
     assert f"--on-active={32 - LEAD:.0f}s" in argv and "--collect" in argv
     assert "--setenv=PYTHONPATH=/opt/bundle" in argv
+    # The daemon's sandbox, its state directory writable; /tmp (the state here) not private.
+    properties = [a.removeprefix("--property=") for a in argv if a.startswith("--property=")]
+    assert set(SANDBOX) <= set(properties)
+    assert f"ReadWritePaths=-{(tmp_path / 'state').resolve()}" in properties
+    assert "PrivateTmp=yes" not in properties
     command = argv[argv.index("--") + 1 :]
     assert command == guard_argv(tmp_path / "state", "ab12cd34", 1030.0 + MARGIN, wait=True)
     guards.cancel("ab12cd34", armed)
@@ -202,3 +216,13 @@ def test_the_unit_file_verifies(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_guards_sandbox_is_the_daemon_units() -> None:
+    unit = (REPO / "systemd" / "wg-tuner.service").read_text()
+    lines = set(unit.replace("\\\n", "").splitlines())
+    flat = {" ".join(line.split()) for line in lines}
+    missing = [prop for prop in SANDBOX if " ".join(prop.split()) not in flat]
+    assert missing == []
+    production = sandbox(Path("/var/lib/wg-tuner"), [Path("/usr/bin/python3")])
+    assert "PrivateTmp=yes" in production and "ProtectHome=yes" in production

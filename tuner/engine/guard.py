@@ -55,6 +55,54 @@ INHERIT_NOT = frozenset({"WG_TUNER_FAULT_KILL_AFTER"})
 """The crash tests' fault injection is for the applying process, never its guard."""
 _BATCH = re.compile(r"[0-9a-f]{1,32}")
 
+SANDBOX = (
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "PrivateMounts=yes",
+    "PrivateDevices=yes",
+    "ProtectKernelModules=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "RestrictNamespaces=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+    "MemoryDenyWriteExecute=yes",
+    "RemoveIPC=yes",
+    "SystemCallArchitectures=native",
+    "SystemCallFilter=@system-service @network-io",
+    "SystemCallFilter=~@privileged @resources @mount @swap @reboot @debug @cpu-emulation "
+    "@obsolete @raw-io",
+    "SystemCallErrorNumber=EPERM",
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+    "DevicePolicy=closed",
+    "UMask=0077",
+    "KeyringMode=private",
+    "LimitCORE=0",
+    "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_DAC_OVERRIDE CAP_SYSLOG",
+    "ReadWritePaths=-/var/lib/prometheus/node-exporter -/etc/sysctl.d -/etc/wireguard",
+)
+"""The daemon unit's sandbox, for the guard's transient unit: a guard reverts what the
+daemon changed and needs no more than the daemon (tests hold the two equal)."""
+_PRIVATE = {"PrivateTmp=yes": ("/tmp", "/var/tmp"), "ProtectHome=yes": ("/home", "/root")}
+"""Applied unless the guard's own state directory or code lives there (a test's)."""
+
+
+def sandbox(state_dir: Path, runs_from: Sequence[Path] | None = None) -> list[str]:
+    """The guard unit's properties: SANDBOX, its state directory writable, and the
+    private /tmp and hidden homes unless what it runs from (this interpreter and
+    PYTHONPATH by default) lives in them."""
+    if runs_from is None:
+        runs_from = [Path(sys.executable)]
+        runs_from += [Path(p) for p in os.environ.get("PYTHONPATH", "").split(":") if p]
+    used = [state_dir.resolve(), *(p.resolve() for p in runs_from)]
+    out = [*SANDBOX, f"ReadWritePaths=-{state_dir.resolve()}"]
+    for prop, roots in _PRIVATE.items():
+        if not any(str(p).startswith(root + "/") for p in used for root in roots):
+            out.append(prop)
+    return out
+
 
 def guard_argv(state_dir: Path, batch: str, deadline: float, *, wait: bool) -> list[str]:
     """The command either mechanism runs: this interpreter, this package, no shell."""
@@ -125,6 +173,7 @@ class Guards:
                 f"--on-active={max(1.0, due - LEAD):.0f}s",
                 "--timer-property=AccuracySec=1s",
                 "--property=Type=oneshot",
+                *(f"--property={prop}" for prop in sandbox(self.state_dir)),
                 *env,
                 "--",
                 *guard_argv(self.state_dir, batch, deadline + MARGIN, wait=True),
