@@ -40,9 +40,9 @@ from tuner.exporters.metrics import (
     write_textfile,
 )
 from tuner.exporters.serve import Rendered, serve
-from tuner.hardening import no_core_dumps
 from tuner.exporters.snapshot_json import snapshot_to_data
 from tuner.exporters.status import render_text
+from tuner.hardening import no_core_dumps
 from tuner.journal.journal import FREEZE_CLEARED, OPEN_STATES, Cause, Journal, fold
 from tuner.journal.lock import StateLock
 from tuner.model.kinds import typed
