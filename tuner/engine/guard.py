@@ -85,7 +85,10 @@ SANDBOX = (
 )
 """The daemon unit's sandbox, for the guard's transient unit: a guard reverts what the
 daemon changed and needs no more than the daemon (tests hold the two equal)."""
-_PRIVATE = {"PrivateTmp=yes": ("/tmp", "/var/tmp"), "ProtectHome=yes": ("/home", "/root")}
+_PRIVATE = {
+    "PrivateTmp=yes": ("/tmp", "/var/tmp"),  # noqa: S108 - paths compared, never written
+    "ProtectHome=yes": ("/home", "/root"),
+}
 """Applied unless the guard's own state directory or code lives there (a test's)."""
 
 
