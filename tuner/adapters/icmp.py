@@ -89,6 +89,13 @@ class Pinger:
             if len(icmp) < 8:
                 continue
             rtype, _, _, ident, seq = struct.unpack("!BBHHH", icmp[:8])
-            if rtype == (129 if self.v6 else 0) and ident == self.ident and seq == self.seq:
+            # The payload too: it starts with 8 random bytes, so a reply forged from the
+            # ident and seq alone (or one cut short on the way) is not a pass.
+            if (
+                rtype == (129 if self.v6 else 0)
+                and ident == self.ident
+                and seq == self.seq
+                and icmp[8:] == payload
+            ):
                 return time.monotonic() - started
         return None
