@@ -45,6 +45,7 @@ from tuner.exporters.status import render_text
 from tuner.hardening import no_core_dumps
 from tuner.journal.journal import FREEZE_CLEARED, OPEN_STATES, Cause, Journal, fold
 from tuner.journal.lock import StateLock
+from tuner.journal.lock import stuck as lock_stuck
 from tuner.model.kinds import typed
 from tuner.model.probe_schedule import ProbeSchedule
 from tuner.model.rates import rates
@@ -345,9 +346,10 @@ def _emit(text: str) -> None:
 def cmd_apply(args: argparse.Namespace) -> int:
     policies = policy_loader.load_or_raise([args.policies])
     require_root("wg-tuner apply")
-    with StateLock(args.state_dir, wait=args.lock_wait):
+    with StateLock(args.state_dir, wait=args.lock_wait) as lock:
         journal = Journal(args.state_dir)
         executor, planner = _one_shot_parts(args, journal, guarded=True)
+        executor.on_progress = lock.beat
         asked = _apply_signals(executor)
         result = run_apply(
             planner=planner,
@@ -391,16 +393,19 @@ def cmd_guard(args: argparse.Namespace) -> int:
         states = fold(journal.read().records).values()
         return sum(1 for c in states if c.batch == args.batch and c.state in OPEN_STATES)
 
+    def revert_open() -> int:
+        mine = [c for c in executor.unverified() if c.batch == args.batch]
+        why = "reverted by the revert guard: not verified by its deadline"
+        failed = [
+            o
+            for c in mine
+            if (o := executor.revert_state(c, Cause.DEADLINE, why)).status == "revert_failed"
+        ]
+        return len(mine) - len(failed)
+
     def locked_revert() -> int:
         with StateLock(args.state_dir, wait=0):
-            mine = [c for c in executor.unverified() if c.batch == args.batch]
-            why = "reverted by the revert guard: not verified by its deadline"
-            failed = [
-                o
-                for c in mine
-                if (o := executor.revert_state(c, Cause.DEADLINE, why)).status == "revert_failed"
-            ]
-            return len(mine) - len(failed)
+            return revert_open()
 
     result = run_guard(
         batch=args.batch,
@@ -408,6 +413,8 @@ def cmd_guard(args: argparse.Namespace) -> int:
         wait=args.wait,
         open_members=open_members,
         locked_revert=locked_revert,
+        holder_stuck=lambda: lock_stuck(args.state_dir),
+        unlocked_revert=revert_open,
     )
     log.info("guard.done", batch=args.batch, reverted=result.reverted)
     return EXIT_OK
@@ -494,7 +501,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     require_root("wg-tuner run")
     no_core_dumps()  # before the first read of a private key
     listen = _listen(args.metrics_listen)
-    with StateLock(args.state_dir, wait=args.lock_wait):
+    with StateLock(args.state_dir, wait=args.lock_wait, beat=args.interval) as lock:
         journal = Journal(args.state_dir)
         executor = _executor(args, journal, guarded=True)
         planner = Planner(
@@ -544,6 +551,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             enforce=args.mode == "enforce",
             state=state,
             on_cycle=after_cycle,
+            on_progress=lock.beat,
         )
         daemon.install_signals()
         return daemon.run(policies)

@@ -217,3 +217,34 @@ def test_the_guard_and_a_restarted_apply_revert_once(blackhole: Lab, tmp_path: P
     reverts = [r for r in records(tmp_path) if r["change"] == rec["change"]]
     assert [r["state"] for r in reverts].count("reverted") == 1, reverts
     assert [r["state"] for r in reverts][-1] == "reverted"
+
+
+def test_a_stopped_apply_holding_the_lock_does_not_pin_a_bad_change(
+    blackhole: Lab, tmp_path: Path, figure: FigureFn
+) -> None:
+    """SIGSTOP (or a process wedged in a read) holds the state lock forever: the guard
+    used to wait on it for a day. Its heartbeat stops, so the guard reverts without it."""
+    lab = blackhole
+    proc = start(lab, tmp_path)
+    try:
+        rec = applied_record(tmp_path, proc)
+        lab.fault("down", True)
+        os.killpg(proc.pid, signal.SIGSTOP)
+        reverted_at = wait_for(
+            "the guard's revert past a stuck holder", lambda: mtu(lab) == 1420, 90
+        )
+    finally:
+        lab.fault("down", False)
+        os.killpg(proc.pid, signal.SIGCONT)
+        finish(proc)
+    late = reverted_at - revert_deadline(rec)
+    figure(
+        "Rollback and crash safety",
+        "apply stopped (SIGSTOP, the lock held) during the window of a bad change -> seconds "
+        "from its deadline to the guard's revert",
+        round(late, 1),
+        "s",
+    )
+    last = next(r for r in records(tmp_path) if r["state"] == "reverted")
+    assert last["code"] == "deadline", last
+    assert late < 30.0, late  # STUCK_MIN (15 s) after the last beat, plus the guard's poll

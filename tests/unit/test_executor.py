@@ -18,7 +18,7 @@ from tuner.engine.executor import Executor, VerifySettings
 from tuner.engine.health import CheckResult
 from tuner.errors import JournalError, PermanentActuatorError
 from tuner.journal import view
-from tuner.journal.journal import APPLIED, INTENDED, REVERT_FAILED, REVERTED, Journal
+from tuner.journal.journal import APPLIED, INTENDED, REVERT_FAILED, REVERTED, Cause, Journal
 from tuner.model.policy import (
     Action,
     Condition,
@@ -505,3 +505,58 @@ def test_rate_checks_measure_from_the_first_snapshot_after_the_settle(tmp_path: 
         per_step.append({id(b) for b in seen})
         seen.clear()
     assert per_step == [{id(planned)}, {id(steps[0])}, {id(steps[0])}]
+
+
+def test_a_daemon_that_cannot_observe_reverts_what_passed_its_deadline_and_starves_the_watchdog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verification runs only after an observation: a cycle that cannot observe must not
+    leave an applied change standing past its revert deadline, nor feed the watchdog."""
+    import socket
+
+    from tuner.engine.daemon import Daemon
+    from tuner.engine.planning import Planner
+    from tuner.errors import ObserveError
+
+    clock = [1000.0]
+    ex, act, _ = executor(tmp_path, window=10.0, settle=0.0)
+    ex.clock = ex.journal.clock = lambda: clock[0]
+    ex.start(plan(1), [POLICY], [SNAP, SNAP])
+    assert act.values[TARGETS[0]] == "2"
+    ex.recover = list  # type: ignore[method-assign]  # as if this daemon applied it
+
+    class Blind:
+        def observe(self, interfaces: tuple[str, ...] = ()) -> Snapshot:
+            clock[0] += 6  # each failing cycle takes the clock past more of the window
+            raise ObserveError("netlink: timed out")
+
+    beats: list[float] = []
+    planner = Planner(Blind(), None, {"sysctl": act})  # type: ignore[arg-type]
+    d = Daemon(
+        planner,
+        ex,
+        ex.journal,
+        list,
+        tmp_path,
+        interval=0.0,
+        enforce=True,
+        max_cycles=3,
+        clock=lambda: clock[0],
+        on_progress=lambda: beats.append(clock[0]),
+    )
+    notify = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(notify))
+        server.setblocking(False)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(notify))
+        d.run([POLICY])
+        sent = []
+        while True:
+            try:
+                sent.append(server.recv(200))
+            except BlockingIOError:
+                break
+    assert act.values[TARGETS[0]] == "1", "reverted from the journal alone"
+    last = ex.journal.read().records[-1]
+    assert (last.state, last.code) == ("reverted", Cause.DEADLINE)
+    assert b"WATCHDOG=1" not in sent and beats == []

@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ from tuner.engine.guard import (
     sandbox,
 )
 from tuner.errors import LockBusy
+from tuner.journal.lock import StateLock, holder
+from tuner.journal.lock import stuck as lock_stuck
 
 pytestmark = pytest.mark.timing
 
@@ -226,3 +229,40 @@ def test_the_guards_sandbox_is_the_daemon_units() -> None:
     assert missing == []
     production = sandbox(Path("/var/lib/wg-tuner"), [Path("/usr/bin/python3")])
     assert "PrivateTmp=yes" in production and "ProtectHome=yes" in production
+
+
+def test_a_stuck_lock_holder_does_not_pin_the_change() -> None:
+    """The holder never releases the lock (stopped, wedged): once its heartbeat is stale
+    the guard reverts without the lock instead of waiting a day."""
+    now = [100.0]
+    reverted: list[str] = []
+
+    def busy() -> int:
+        raise LockBusy("held")
+
+    result = run_guard(
+        batch="b1",
+        deadline=100.0,
+        wait=False,
+        open_members=lambda: 1,
+        locked_revert=busy,
+        holder_stuck=lambda: 42.0 if now[0] > 105 else None,
+        unlocked_revert=lambda: reverted.append("b1") or 1,
+        clock=lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+    )
+    assert reverted == ["b1"] and result.reverted == 1
+    assert 5.0 < result.waited < 6.5  # waited while the holder kept up, not a second more
+
+
+def test_the_lock_heartbeat_tells_a_stuck_holder_from_a_live_one(tmp_path: Path) -> None:
+    with StateLock(tmp_path, wait=0, beat=1.0) as lock:
+        assert lock_stuck(tmp_path) is None  # just taken
+        past = time.time() - 60
+        os.utime(tmp_path / "lock", (past, past))
+        silent = lock_stuck(tmp_path)
+        assert silent is not None and silent > 59
+        lock.beat()
+        assert lock_stuck(tmp_path) is None
+        assert holder(tmp_path) == f"pid {os.getpid()}"
+    assert lock_stuck(tmp_path) is None  # free: nobody to be stuck

@@ -50,6 +50,8 @@ class Daemon:
     enforce: bool = False
     state: ControllerState = field(default_factory=ControllerState)
     on_cycle: Callable[[ControllerState], None] = lambda state: None
+    on_progress: Callable[[], None] = lambda: None
+    """Called after every cycle that did its work (the state lock's heartbeat)."""
     clock: Callable[[], float] = time.time
     max_cycles: int | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -91,12 +93,15 @@ class Daemon:
             started = time.monotonic()
             if self._reload:
                 policies = self._reload_policies(policies)
+            worked = False
             try:
                 self.cycle(policies)
                 self.state.last_success = self.clock()
+                worked = True
             except (TunerError, OSError) as exc:
                 self.state.cycle_errors += 1
                 log.error("cycle.failed", error=str(exc))
+                self._revert_overdue()
             duration = time.monotonic() - started
             self.state.cycles += 1
             self.state.last_cycle_seconds = duration
@@ -106,7 +111,11 @@ class Daemon:
             if first:
                 sdnotify.notify("READY=1")
                 first = False
-            sdnotify.notify("WATCHDOG=1")
+            if worked:
+                # Only a cycle that did its work proves the daemon alive: one that keeps
+                # failing lets the watchdog restart it, and its guards see no heartbeat.
+                sdnotify.notify("WATCHDOG=1")
+                self.on_progress()
             sdnotify.notify(
                 f"STATUS=cycle {self.state.cycles}: "
                 f"{sum(self.state.findings.values())} findings, "
@@ -208,6 +217,22 @@ class Daemon:
             duration_ms=round((time.monotonic() - began) * 1000, 1),
         )
         return plan
+
+    def _revert_overdue(self) -> None:
+        """A cycle that could not observe cannot verify: a change past its revert deadline
+        is reverted from the journal alone (its recorded prior value) rather than left
+        standing on the hope of a later observation."""
+        now = self.clock()
+        overdue = [(s, r) for s, r in self.executor.pending() if (r.deadline or now) < now]
+        for state, _ in sorted(overdue, key=lambda p: p[1].seq, reverse=True):
+            why = "reverted: its deadline passed while the host could not be observed"
+            try:
+                out = self.executor.revert_state(state, Cause.DEADLINE, why)
+            except (TunerError, OSError) as exc:
+                log.error("change.revert_failed", change=state.change, error=str(exc))
+                continue
+            self.state.changes[(out.kind, out.status)] += 1
+            self.state.rollbacks += 1
 
     def _remember(self, snapshot: Snapshot) -> None:
         """Keep the whole history, but per-peer detail only as long as a peer or interface

@@ -150,6 +150,8 @@ class Executor:
     settings: VerifySettings = field(default_factory=VerifySettings)
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    on_progress: Callable[[], None] = lambda: None
+    """Called after each verification step of a one-shot (the state lock's heartbeat)."""
     persistence: Persistence | None = None
     """Writes verified changes of ``persist: true`` policies through (sysctl.d, wg-quick)."""
     guards: Guards | None = None
@@ -668,6 +670,7 @@ class Executor:
                 if self.stop.is_set():
                     continue
                 step = self.advance(policies, self.observer.observe(), history[-1])
+                self.on_progress()
             for o in step.outcomes:
                 finished[o.id] = o
             result.rolled_back += step.rolled_back

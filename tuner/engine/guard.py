@@ -237,6 +237,8 @@ def run_guard(
     wait: bool,
     open_members: Callable[[], int],
     locked_revert: Callable[[], int],
+    holder_stuck: Callable[[], float | None] = lambda: None,
+    unlocked_revert: Callable[[], int] | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> GuardResult:
@@ -244,7 +246,9 @@ def run_guard(
 
     ``open_members`` reads the journal (no lock); ``locked_revert`` takes the state lock
     without waiting, reverts the batch's open members and returns how many, or raises
-    LockBusy while a live wg-tuner holds the lock.
+    LockBusy while a live wg-tuner holds the lock. While it does, ``holder_stuck`` says
+    how long that holder has shown no progress (None: it is keeping up); a stuck holder
+    does not pin the change: ``unlocked_revert`` reverts it without the lock.
     """
     if wait:
         while (left := deadline - clock()) > 0:
@@ -259,6 +263,12 @@ def run_guard(
         try:
             reverted = locked_revert()
         except LockBusy:
+            silent = holder_stuck()
+            if silent is not None and unlocked_revert is not None:
+                log.warning("guard.holder_stuck", batch=batch, silent_s=round(silent, 1))
+                reverted = unlocked_revert()
+                log.warning("guard.reverted", batch=batch, reverted=reverted, locked=False)
+                return GuardResult(reverted, clock() - began)
             if clock() - began > GIVE_UP:
                 log.error("guard.gave_up", batch=batch)
                 return GuardResult(0, clock() - began)
