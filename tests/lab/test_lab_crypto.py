@@ -1,5 +1,5 @@
 """Where a userspace WireGuard's crypto runs: wireguard-go's own process, found through
-its config socket (SO_PEERCRED), its threads' CPU read from /proc, and the
+its config socket (the process holding it), its threads' CPU read from /proc, and the
 crypto-bound-userspace report when that process is busy.
 
 The shipped thresholds (80 % for 5 minutes) cannot be reached on demand here (two cores
@@ -65,7 +65,7 @@ def test_wireguard_gos_process_cpu_is_seen_and_reported_when_busy(
     figure(
         "Remediation",
         "bulk TCP through wireguard-go on 2 cores -> its process's CPU (cores over all, "
-        "busiest thread) seen through SO_PEERCRED and /proc; crypto-bound-userspace",
+        "busiest thread) seen through its config socket and /proc; crypto-bound-userspace",
         ", ".join(f"{k.split('.')[-1]} {v:.2f}" for k, v in evidence.items() if v is not None),
         "(test thresholds 0.15; shipped 0.8 for 5 min)",
     )

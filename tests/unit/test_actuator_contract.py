@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from tuner.actuators.mss import MssClampActuator, NftMss
 from tuner.actuators.mtu import MtuActuator
 from tuner.actuators.offload import OffloadActuator
 from tuner.actuators.socket_buffer import SocketBufferActuator
+from tuner.adapters.sockowner import SocketOwner, find_owner
 from tuner.actuators.sysctl import SysctlActuator
 from tuner.errors import InvalidValue, NotApplicable, NotRevertible
 from tuner.model.checks import POLICY_CHECKS
@@ -101,7 +104,7 @@ def make_case(kind: str, tmp_path: Path) -> Case:  # noqa: PLR0911 - one case pe
 
 
 class CountingSocketBuffer(SocketBufferActuator):
-    def __init__(self, owner: tuple[int, int]) -> None:
+    def __init__(self, owner: tuple[SocketOwner, int]) -> None:
         super().__init__(lambda _: owner)
         self.writes = 0
 
@@ -111,23 +114,33 @@ class CountingSocketBuffer(SocketBufferActuator):
 
 
 _CHILDREN: list[subprocess.Popen[str]] = []
+_DIRS: list[Path] = []
 
 
-def udp_owner() -> tuple[int, int]:
-    """A real process of ours holding a UDP socket per family on one port, as a
-    userspace WireGuard does; killed after the test (the ``children`` fixture)."""
+def udp_owner() -> tuple[SocketOwner, int]:
+    """A real process of ours holding a UDP socket per family on one port and a
+    listening config socket, as a userspace WireGuard does; found by that socket as
+    wg-tuner finds one, and killed after the test (the ``children`` fixture)."""
     require_privileges()  # SO_RCVBUFFORCE needs CAP_NET_ADMIN
+    config = Path(tempfile.mkdtemp(prefix="wgtc-")) / "wg0.sock"
+    _DIRS.append(config.parent)
     code = (
-        "import socket,time\n"
+        "import socket,sys,time\n"
         "a=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);a.bind(('127.0.0.1',0))\n"
         "port=a.getsockname()[1]\n"
         "b=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);b.bind(('::1',port))\n"
+        "u=socket.socket(socket.AF_UNIX);u.bind(sys.argv[1]);u.listen()\n"
         "print(port,flush=True);time.sleep(120)\n"
     )
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(config)], stdout=subprocess.PIPE, text=True
+    )
     _CHILDREN.append(child)
     assert child.stdout is not None
-    return child.pid, int(child.stdout.readline())
+    port = int(child.stdout.readline())
+    owner = find_owner(Path("/proc"), config)
+    assert owner is not None and owner.pid == child.pid
+    return owner, port
 
 
 @pytest.fixture(autouse=True)
@@ -139,6 +152,8 @@ def children() -> Iterator[None]:
         child.wait()
         if child.stdout is not None:
             child.stdout.close()
+    while _DIRS:
+        shutil.rmtree(_DIRS.pop(), ignore_errors=True)
 
 
 KINDS = ["mtu", "keepalive", "sysctl", "irq", "rps", "mss", "offload", "socket"]

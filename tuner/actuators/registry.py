@@ -14,26 +14,27 @@ from tuner.actuators.offload import OffloadActuator
 from tuner.actuators.socket_buffer import SocketBufferActuator
 from tuner.actuators.sysctl import SysctlActuator
 from tuner.adapters.ethtool import EthtoolFeatures
+from tuner.adapters.sockowner import SocketOwner
 from tuner.adapters.uapi import UapiClient
 from tuner.observe.paths import HostPaths
 
 
 def build(paths: HostPaths | None = None) -> dict[str, Actuator]:
     paths = paths or HostPaths()
-    uapi = UapiClient(paths.wg_socket_dir)
+    uapi = UapiClient(paths.wg_socket_dir, proc=paths.proc())
     userspace, kernel = UapiWg(uapi), GenetlinkWg()
 
     def wg_port(ifname: str) -> WgPort:
         # As `wg` does: the config socket when there is one, else generic netlink.
         return userspace if uapi.has_socket(ifname) else kernel
 
-    def socket_owner(ifname: str) -> tuple[int, int] | None:
+    def socket_owner(ifname: str) -> tuple[SocketOwner, int] | None:
         """The userspace WireGuard behind IF's config socket and its listen port."""
         if not uapi.has_socket(ifname):
             return None
         port = uapi.get(ifname).listen_port
-        pid = uapi.pid(ifname)
-        return None if pid is None else (pid, port)
+        owner = uapi.owner(ifname)
+        return None if owner is None else (owner, port)
 
     class LazyMss:
         """The backend is chosen when an MSS change is made: nft, else iptables."""

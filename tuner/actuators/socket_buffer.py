@@ -20,15 +20,17 @@ from tuner.actuators.base import Target, Value
 from tuner.adapters.pidfd import (
     SO_RCVBUFFORCE,
     BorrowError,
+    Proof,
     borrowed,
     socket_fds,
     udp_inodes,
 )
+from tuner.adapters.sockowner import SocketOwner
 from tuner.errors import InvalidValue, NotApplicable, ObserveError, PermanentActuatorError
 from tuner.model.kinds import SOCKET_BUFFER
 
-Owner = Callable[[str], tuple[int, int] | None]
-"""Interface -> (pid of its userspace WireGuard, listen port); None for kernel WireGuard."""
+Owner = Callable[[str], tuple[SocketOwner, int] | None]
+"""Interface -> (its userspace WireGuard, listen port); None for kernel WireGuard."""
 
 
 class SocketBufferActuator:
@@ -38,7 +40,7 @@ class SocketBufferActuator:
         self.owner = owner
         self.proc = proc
 
-    def _sockets(self, target: Target) -> tuple[int, list[int]]:
+    def _sockets(self, target: Target) -> tuple[int, list[int], Proof]:
         try:
             found = self.owner(target.name)
         except ObserveError as exc:
@@ -47,18 +49,19 @@ class SocketBufferActuator:
             raise NotApplicable(
                 f"{target.name} is not a userspace WireGuard: no socket of its own to resize"
             )
-        pid, port = found
-        fds = socket_fds(self.proc, pid, udp_inodes(self.proc, pid, port))
+        owner, port = found
+        inodes = udp_inodes(self.proc, owner.pid, port)
+        fds = socket_fds(self.proc, owner.pid, inodes)
         if not fds:
-            raise NotApplicable(f"{target.name}: no UDP socket on port {port} in pid {pid}")
-        return pid, fds
+            raise NotApplicable(f"{target.name}: no UDP socket on port {port} in pid {owner.pid}")
+        return owner.pid, fds, Proof(self.proc, owner.inode, frozenset(inodes))
 
     def _sizes(self, target: Target) -> list[int]:
         sizes = []
         try:
-            pid, fds = self._sockets(target)
+            pid, fds, proof = self._sockets(target)
             for fd in fds:
-                with borrowed(pid, fd) as sock:
+                with borrowed(pid, fd, proof) as sock:
                     sizes.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
         except BorrowError as exc:
             # EPERM: wg-tuner may not ptrace the WireGuard process (its unit lacks
@@ -75,10 +78,10 @@ class SocketBufferActuator:
 
     def _write(self, target: Target, size: int) -> None:
         # apply and revert have just read every socket (_sizes): borrowing works here.
-        pid, fds = self._sockets(target)
+        pid, fds, proof = self._sockets(target)
         try:
             for fd in fds:
-                with borrowed(pid, fd) as sock:
+                with borrowed(pid, fd, proof) as sock:
                     # The kernel doubles the request (bookkeeping overhead): ask for half.
                     sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, (size + 1) // 2)
         except OSError as exc:

@@ -16,10 +16,14 @@ from __future__ import annotations
 import ctypes
 import errno as errnos
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+from tuner.adapters.sockowner import holds
 
 SYS_PIDFD_GETFD = 438
 """The same number on every architecture (the syscalls added after 5.1 share one table)."""
@@ -70,20 +74,60 @@ def socket_fds(proc: Path, pid: int, inodes: set[int]) -> list[int]:
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """What the process must hold for a borrow to go ahead: the config socket's
+    listening inode (only the WireGuard process has it) and, for the borrowed
+    descriptor, one of the UDP socket inodes found for it."""
+
+    proc: Path
+    uapi_inode: int
+    udp_inodes: frozenset[int]
+
+
+def _holds(proc: Path, pid: int, inode: int) -> bool:
+    return holds(proc, pid, {inode}) is not None
+
+
+def _alive(pidfd: int) -> bool:
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
-def borrowed(pid: int, fd: int) -> Iterator[socket.socket]:
+def borrowed(pid: int, fd: int, proof: Proof | None = None) -> Iterator[socket.socket]:
     """``pid``'s descriptor ``fd`` as a socket of ours, closed on leaving; BorrowError
-    (EPERM without the right to ptrace ``pid``, ESRCH when it is gone, ENOSYS before
-    Linux 5.6)."""
+    (EPERM without the right to ptrace ``pid``, ESRCH when it is gone or is not the
+    process ``proof`` names, ENOSYS before Linux 5.6).
+
+    With ``proof``, the identity is checked through the pidfd before and after the
+    borrow: once the pidfd is open it names one process whatever happens to the pid,
+    so a pid recycled by anyone else fails the first check (it holds no config socket)
+    and a process that ends meanwhile fails the borrow itself or the second check."""
     try:
         pidfd = os.pidfd_open(pid)
     except OSError as exc:
         raise BorrowError(exc.errno or errnos.ESRCH, f"pidfd_open({pid})") from exc
+    dup = -1
     try:
+        if proof is not None and not _holds(proof.proc, pid, proof.uapi_inode):
+            raise BorrowError(errnos.ESRCH, f"pid {pid} is not the WireGuard process")
         dup = _libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
         if dup < 0:
             code = ctypes.get_errno()
             raise BorrowError(code, f"pidfd_getfd(pid {pid}, fd {fd}): {os.strerror(code)}")
+        if proof is not None and (
+            os.fstat(dup).st_ino not in proof.udp_inodes
+            or not _alive(pidfd)
+            or not _holds(proof.proc, pid, proof.uapi_inode)
+        ):
+            os.close(dup)
+            raise BorrowError(errnos.ESRCH, f"pid {pid} changed while its socket was borrowed")
     finally:
         os.close(pidfd)
     sock = socket.socket(fileno=dup)

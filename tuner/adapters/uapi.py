@@ -13,7 +13,6 @@ import base64
 import binascii
 import re
 import socket
-import struct
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from tuner.adapters.sockowner import SocketOwner, find_owner
 from tuner.adapters.x25519 import public_from_private
 from tuner.errors import ObserveError, ProtocolError, TransientObserveError, TunerError
 from tuner.model.snapshot import Peer
@@ -373,18 +373,15 @@ def encode_set(ifname: str, items: Sequence[tuple[str, str]]) -> bytes:
     return ("\n".join(out) + "\n\n").encode("ascii")
 
 
-PEERCRED = struct.Struct("3i")
-"""struct ucred: pid, uid, gid."""
-
-
 class UapiClient:
     """Talks to one daemon socket per call; every call has a deadline."""
 
-    def __init__(self, socket_dir: Path, timeout: float = 2.0) -> None:
+    def __init__(self, socket_dir: Path, timeout: float = 2.0, proc: Path = Path("/proc")) -> None:
         self.socket_dir = socket_dir
         self.timeout = timeout
+        self.proc = proc
         self._known: dict[str, dict[PeerBlock, Peer]] = {}
-        self._pids: dict[str, int] = {}
+        self._owners: dict[str, SocketOwner] = {}
 
     def socket_path(self, ifname: str) -> Path:
         return self.socket_dir / f"{ifname}.sock"
@@ -392,10 +389,21 @@ class UapiClient:
     def has_socket(self, ifname: str) -> bool:
         return self.socket_path(ifname).is_socket()
 
+    def owner(self, ifname: str) -> SocketOwner | None:
+        """The userspace WireGuard behind IF's config socket: the process holding the
+        listening socket (``tuner.adapters.sockowner``), never SO_PEERCRED's pid."""
+        last = self._owners.get(ifname)
+        found = find_owner(self.proc, self.socket_path(ifname), last.pid if last else None)
+        if found is None:
+            self._owners.pop(ifname, None)
+        else:
+            self._owners[ifname] = found
+        return found
+
     def pid(self, ifname: str) -> int | None:
-        """The pid of the process that answered the last exchange on IF's socket
-        (SO_PEERCRED): the userspace WireGuard itself, whose threads do the crypto."""
-        return self._pids.get(ifname)
+        """The pid of IF's userspace WireGuard, whose threads do the crypto."""
+        found = self.owner(ifname)
+        return found.pid if found else None
 
     def get(self, ifname: str) -> UapiDevice:
         parser = GetParser(ifname, self._known.pop(ifname, None))
@@ -445,12 +453,6 @@ class UapiClient:
         except OSError as exc:
             sock.close()
             raise ObserveError(f"{ifname}: config socket: {exc.strerror}") from exc
-        try:
-            pid = PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
-        except (OSError, struct.error):
-            self._pids.pop(ifname, None)
-        else:
-            self._pids[ifname] = pid
         return sock
 
     def _exchange(self, ifname: str, payload: bytes, sink: Callable[[bytes], None]) -> None:

@@ -55,7 +55,7 @@ class Observer:
     ) -> None:
         self.paths = paths or HostPaths()
         self.netlink = netlink or Netlink()
-        self.uapi = uapi or UapiClient(self.paths.wg_socket_dir)
+        self.uapi = uapi or UapiClient(self.paths.wg_socket_dir, proc=self.paths.proc())
         self.nft = nft
         self.wireguard = wireguard or WireGuardReader(self.uapi, link_exists=self._link_exists)
         self.sockets = sockets or UdpSockets(self.paths)
