@@ -26,8 +26,8 @@ from tuner.actuators.mss import MssClampActuator, NftMss
 from tuner.actuators.mtu import MtuActuator
 from tuner.actuators.offload import OffloadActuator
 from tuner.actuators.socket_buffer import SocketBufferActuator
-from tuner.adapters.sockowner import SocketOwner, find_owner
 from tuner.actuators.sysctl import SysctlActuator
+from tuner.adapters.sockowner import SocketOwner, find_owner
 from tuner.errors import InvalidValue, NotApplicable, NotRevertible
 from tuner.model.checks import POLICY_CHECKS
 from tuner.model.kinds import KINDS as declared_kinds
