@@ -26,17 +26,23 @@ SEND_FAILED = (
 KEYISH = "cGVlci1wcml2YXRlLWtleS1sb29raW5nLXN0cmluZz0="
 
 
-def export(*entries: tuple[str, str | bytes]) -> bytes:
-    """journald's export format: one entry per (comm, message); a bytes message is sent
-    as a binary field, as journald stores a line that is not text."""
+Entry = tuple[str, str | bytes] | tuple[str, str | bytes, int]
+
+
+def export(*entries: Entry) -> bytes:
+    """journald's export format: one entry per (comm, message[, uid: root's unless
+    given]); a bytes message is sent as a binary field, as journald stores a line that
+    is not text."""
     boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
     out = b""
-    for comm, message in entries:
+    for comm, message, *rest in entries:
+        uid = rest[0] if rest else 0
         mono = int(time.monotonic() * 1e6)
         real = int(time.time() * 1e6)
         out += (
             f"__REALTIME_TIMESTAMP={real}\n__MONOTONIC_TIMESTAMP={mono}\n_BOOT_ID={boot}\n"
-            f"_COMM={comm}\n_SYSTEMD_UNIT=wg-quick@wgj0.service\nPRIORITY=6\n_HOSTNAME=h\n"
+            f"_COMM={comm}\n_UID={uid}\n_SYSTEMD_UNIT=wg-quick@wgj0.service\nPRIORITY=6\n"
+            "_HOSTNAME=h\n"
         ).encode()
         if isinstance(message, bytes):
             out += b"MESSAGE\n" + len(message).to_bytes(8, "little") + message + b"\n"
@@ -46,7 +52,7 @@ def export(*entries: tuple[str, str | bytes]) -> bytes:
     return out
 
 
-def append(journal: Path, *entries: tuple[str, str | bytes]) -> None:
+def append(journal: Path, *entries: Entry) -> None:
     subprocess.run(
         [str(REMOTE), f"--output={journal}", "-"], input=export(*entries), check=True,
         capture_output=True,
@@ -127,3 +133,21 @@ def test_a_journalctl_that_hangs_or_fails_is_stopped_and_said(tmp_path: Path) ->
     assert time.monotonic() - began < 10 and slow.failure == "no answer in 1 s"
     broken = Journald(files=journal, binary=str(fails), min_interval=0)
     assert broken.read() == [] and broken.failure == "exit status 3" and broken.available
+
+
+def test_forged_wireguard_go_lines_of_another_user_and_kernel_text_count_for_nothing(
+    journal: Path,
+) -> None:
+    """Any user may name a process wireguard-go; its lines (uid nobody) are not read,
+    and root's wireguard-go is never taken for the kernel, whatever its text says."""
+    append(
+        journal,
+        ("wireguard-go", PREFIX + "Handshake did not complete after 5 seconds", 65534),
+        ("wireguard-go", "nf_conntrack: table full, dropping packet", 65534),
+        ("wireguard-go", "e1000e 0000:00:19.0 eth0: NIC Link is Down", 65534),
+        ("wireguard-go", "nf_conntrack: table full, dropping packet"),  # root's, kernel text
+        ("wireguard-go", "eth0: carrier lost"),
+    )
+    watch = LogWatch(Journald(files=[journal], min_interval=0))
+    events, counts = watch.poll(time.monotonic())
+    assert counts == {} and events == ()

@@ -3,8 +3,13 @@ from a cursor: every entry once, never unbounded, nothing but the message kept.
 
 wireguard-go writes its lines to stdout, which systemd hands to the journal whatever
 unit started it (``wg-quick@IF``, a unit of its own), so entries are matched by
-``_COMM=wireguard-go`` in the current boot. The first read starts ``lookback`` seconds
-back; each later one starts after the cursor of the last entry read. At most
+``_COMM=wireguard-go`` and ``_UID=0`` in the current boot. ``_COMM`` alone is anyone's:
+every user may name a process wireguard-go and log what it likes; ``_UID`` is journald's
+own record of the writer's credentials (from the kernel), and only root runs the
+WireGuard daemon. What such an entry may say is limited too: only wireguard-go's own
+kinds of line are taken from it (``tuner.observe.logs``), never a kernel's.
+
+The first read starts ``lookback`` seconds back; each later one starts after the cursor of the last entry read. At most
 ``PER_READ`` entries are taken per call (the rest wait for the next call), and a
 journalctl that does not finish in ``timeout`` seconds is stopped with what it gave.
 Where there is no journal (no journald, a container) nothing is spawned.
@@ -22,12 +27,12 @@ from pathlib import Path
 
 import structlog
 
-from tuner.adapters.kmsg import PER_READ, TEXT_MAX, KmsgRecord
+from tuner.adapters.kmsg import PER_READ, TEXT_MAX, USERSPACE_KINDS, KmsgRecord
 
 log = structlog.get_logger("tuner.journald")
 
 JOURNAL_DIRS = (Path("/run/log/journal"), Path("/var/log/journal"))
-WIREGUARD_GO = ("_COMM=wireguard-go",)
+WIREGUARD_GO = ("_COMM=wireguard-go", "_UID=0")
 
 
 def parse_entry(line: str) -> tuple[str, KmsgRecord | None] | None:
@@ -59,6 +64,9 @@ def parse_entry(line: str) -> tuple[str, KmsgRecord | None] | None:
 class Journald:
     """A reader of the journal's entries that match ``matches`` (wireguard-go's by
     default). ``read`` returns the entries new since the last call."""
+
+    kinds: frozenset[str] = USERSPACE_KINDS
+    """What an entry of wireguard-go's may be classified as."""
 
     def __init__(
         self,

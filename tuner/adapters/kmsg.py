@@ -24,6 +24,22 @@ PER_READ = 20_000
 """Records taken per call at most; the rest wait for the next call."""
 
 
+KERNEL_KINDS = frozenset(
+    {
+        "conntrack_full",
+        "link_down",
+        "link_up",
+        "netfilter_log",
+        "fragmentation",
+        "handshake_retry",
+        "wireguard",
+    }
+)
+"""What a kernel record may be classified as (``tuner.observe.logs``)."""
+USERSPACE_KINDS = frozenset({"handshake_retry", "send_error", "userspace_error"})
+"""What a userspace WireGuard's line may be classified as: never a kernel's kind."""
+
+
 @dataclass(frozen=True, slots=True)
 class KmsgRecord:
     seq: int
@@ -44,11 +60,17 @@ def parse_record(raw: bytes) -> KmsgRecord | None:
     text = body.split(b"\n", 1)[0][:TEXT_MAX].decode("ascii", errors="replace")
     # Anything unprintable the kernel did not escape (it should) is replaced, not kept.
     text = "".join(c if c.isprintable() else "?" for c in text)
+    if int(fields[0]) >> 3 != 0:
+        # Not the kernel's: a process wrote it to /dev/kmsg (the kernel never lets one
+        # claim facility 0, LOG_KERN). It says nothing wg-tuner may act on.
+        return None
     return KmsgRecord(int(fields[1]), int(fields[2]) / 1e6, int(fields[0]) & 7, text)
 
 
 class Kmsg:
     """A reader of /dev/kmsg. ``read`` returns the records new since the last call."""
+
+    kinds: frozenset[str] = KERNEL_KINDS
 
     def __init__(
         self,

@@ -10,6 +10,13 @@ that WireGuard handed the socket to can hold it; no other user can make one that
 
 The last owner found is asked first (one process's descriptors), so a cycle scans every
 process only when the WireGuard process changed.
+
+Reading another process's descriptors needs the right to ptrace it, which the shipped
+unit does not have (CAP_SYS_PTRACE is an opt-in). Without it the owner is the process
+of uid 0 whose command line names the interface (wireguard-go re-executes itself with
+its arguments when it daemonizes): its uid is the kernel's word, so no other user's
+process can pass, but it proves nothing about the socket (``inode`` 0), and nothing is
+ever borrowed from such an owner.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ _RUN_ALIASES = ("/var/run/", "/run/")
 class SocketOwner:
     pid: int
     inode: int
-    """The config socket's listening inode the process holds (its proof of identity)."""
+    """The config socket's listening inode the process holds (its proof of identity);
+    0 when the descriptors could not be read (found by uid and command line)."""
 
 
 def _names(path: Path) -> set[str]:
@@ -55,16 +63,31 @@ def listening_inodes(proc: Path, path: Path) -> set[int]:
     return found
 
 
+class _Denied(Exception):
+    """Another process's descriptors may not be read (no right to ptrace it)."""
+
+
 def holds(proc: Path, pid: int, inodes: set[int]) -> int | None:
     """The one of ``inodes`` that ``pid`` has a descriptor of, or None."""
+    try:
+        return _holds(proc, pid, inodes)
+    except _Denied:
+        return None
+
+
+def _holds(proc: Path, pid: int, inodes: set[int]) -> int | None:
     base = proc / str(pid) / "fd"
     try:
         names = os.listdir(base)
+    except PermissionError as exc:
+        raise _Denied from exc
     except OSError:
         return None
     for name in names:
         try:
             link = os.readlink(base / name)
+        except PermissionError as exc:  # listing is allowed, reading a link is not
+            raise _Denied from exc
         except OSError:
             continue
         if link.startswith("socket:[") and int(link[8:-1]) in inodes:
@@ -77,13 +100,40 @@ def find_owner(proc: Path, path: Path, hint: int | None = None) -> SocketOwner |
     inodes = listening_inodes(proc, path)
     if not inodes:
         return None
-    if hint is not None and (inode := holds(proc, hint, inodes)) is not None:
-        return SocketOwner(hint, inode)
     try:
         pids = [int(n) for n in os.listdir(proc) if n.isdigit()]
     except OSError:
         return None
-    for pid in sorted(pids):
-        if (inode := holds(proc, pid, inodes)) is not None:
+    order = ([hint] if hint is not None else []) + sorted(pids)
+    denied = False
+    for pid in order:
+        try:
+            inode = _holds(proc, pid, inodes)
+        except _Denied:
+            denied = True
+            if pid == hint:
+                break  # the unit's case: no descriptor here will be readable either
+            continue
+        if inode is not None:
             return SocketOwner(pid, inode)
+    if denied:
+        return _by_command_line(proc, path.name.removesuffix(".sock"), order)
+    return None
+
+
+def _by_command_line(proc: Path, ifname: str, pids: list[int]) -> SocketOwner | None:
+    """The uid-0 process whose arguments name ``ifname`` (not proven: inode 0)."""
+    wanted = ifname.encode()
+    me = os.getpid()
+    for pid in pids:
+        if pid == me:
+            continue
+        try:
+            argv = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
+            status = (proc / str(pid) / "status").read_text()
+        except OSError:
+            continue
+        uid = next((ln.split()[1] for ln in status.splitlines() if ln.startswith("Uid:")), "")
+        if uid == "0" and wanted in argv[1:] and b"wg-tuner" not in argv[0]:
+            return SocketOwner(pid, 0)
     return None

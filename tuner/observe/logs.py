@@ -13,7 +13,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from tuner.adapters.kmsg import Kmsg, KmsgRecord
+from tuner.adapters.kmsg import USERSPACE_KINDS, Kmsg, KmsgRecord
 from tuner.model.snapshot import LogEvent
 
 _DEV = r"(?P<dev>[A-Za-z0-9_.@-]{1,15})"
@@ -51,11 +51,27 @@ RECENT_MAX = 2000
 """Events kept at most (a flood of one kind must not grow the Snapshot)."""
 
 
-def classify(text: str) -> tuple[str, str] | None:
-    """(kind, device or "") for a line wg-tuner cares about, else None."""
+_NAMES_A_PROCESS = re.compile(r"^[^\[\]]{1,16}\[\d+\]: ")
+"""A kernel line that starts with a process's name (``COMM[PID]: segfault at ...``):
+the name is the process's to choose, so nothing in the line is the kernel's word."""
+_QUOTING = "('\"<"
+"""A match right after one of these is inside a quoted process name (``Killed
+process 12 (COMM)``), never a driver's own words."""
+
+
+def classify(text: str, kinds: frozenset[str] | None = None) -> tuple[str, str] | None:
+    """(kind, device or "") for a line wg-tuner cares about, else None. ``kinds``: the
+    kinds the line's source may produce (a userspace daemon's journal never produces a
+    kernel's kinds, however its text reads)."""
+    if kinds is not None and kinds is not USERSPACE_KINDS and _NAMES_A_PROCESS.match(text):
+        return None
     for kind, pattern in PATTERNS:
+        if kinds is not None and kind not in kinds:
+            continue
         m = pattern.search(text)
         if m:
+            if m.start() > 0 and text[m.start() - 1] in _QUOTING:
+                continue
             return kind, (m.groupdict().get("dev") or "")
     return None
 
@@ -64,6 +80,8 @@ class LogSource(Protocol):
     """A log read from a cursor: each call returns the records new since the last."""
 
     available: bool
+    kinds: frozenset[str]
+    """What its records may be classified as (the kernel's kinds, or a daemon's)."""
 
     def read(self) -> list[KmsgRecord]: ...
 
@@ -77,16 +95,16 @@ class LogWatch:
         self.recent: deque[LogEvent] = deque(maxlen=RECENT_MAX)
         self.counts: Counter[str] = Counter()
 
-    def feed(self, records: Iterable[KmsgRecord]) -> None:
+    def feed(self, records: Iterable[KmsgRecord], kinds: frozenset[str] | None = None) -> None:
         for rec in records:
-            hit = classify(rec.text)
+            hit = classify(rec.text, kinds)
             if hit is not None:
                 self.recent.append(LogEvent(hit[0], hit[1], rec.monotonic))
                 self.counts[hit[0]] += 1
 
     def poll(self, now: float) -> tuple[tuple[LogEvent, ...], dict[str, int]]:
         for source in self.sources:
-            self.feed(source.read())
+            self.feed(source.read(), source.kinds)
         while self.recent and self.recent[0].at < now - RECENT:
             self.recent.popleft()
         return tuple(self.recent), dict(self.counts)
