@@ -10,8 +10,8 @@ WireGuard daemon. What such an entry may say is limited too: only wireguard-go's
 kinds of line are taken from it (``tuner.observe.logs``), never a kernel's.
 
 The first read starts ``lookback`` seconds back; each later one starts after the
-cursor of the last entry read. At most ``PER_READ`` entries are taken per call (the rest wait for the next call), and a
-journalctl that does not finish in ``timeout`` seconds is stopped with what it gave.
+cursor of the last entry read. At most ``PER_READ`` entries are taken per call (the
+rest wait for the next call), and a journalctl that does not finish in ``timeout`` seconds is stopped with what it gave.
 Where there is no journal (no journald, a container) nothing is spawned.
 """
 
