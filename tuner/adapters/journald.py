@@ -11,8 +11,9 @@ kinds of line are taken from it (``tuner.observe.logs``), never a kernel's.
 
 The first read starts ``lookback`` seconds back; each later one starts after the
 cursor of the last entry read. At most ``PER_READ`` entries are taken per call (the
-rest wait for the next call), and a journalctl that does not finish in ``timeout`` seconds is stopped with what it gave.
-Where there is no journal (no journald, a container) nothing is spawned.
+rest wait for the next call), and a journalctl that does not finish in ``timeout``
+seconds is stopped with what it gave. Where there is no journal (no journald, a
+container) nothing is spawned.
 """
 
 from __future__ import annotations
