@@ -47,6 +47,14 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "when it exists, else the bundled policies/)",
     )
     parser.add_argument(
+        "--config-root",
+        type=Path,
+        default=default(Path("/")),
+        metavar="DIR",
+        help="root of the /etc/wireguard and /etc/sysctl.d that persist: true writes "
+        "verified changes into (default /; an image build or a test gives another)",
+    )
+    parser.add_argument(
         "--log-format",
         choices=("json", "console"),
         default=default(None),

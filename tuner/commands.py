@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from tuner import exit_codes
 from tuner.actuators import registry
+from tuner.actuators.persist import Persistence
 from tuner.adapters.nft import Nft
 from tuner.engine.apply import EXIT_REVERT_FAILED, run_apply, run_plan
 from tuner.engine.daemon import Daemon
@@ -282,6 +283,9 @@ def _executor(args: argparse.Namespace, journal: Journal, *, guarded: bool = Fal
         observer,
         Health(observer, _prober(args), actuators),
         settings,
+        # Verified changes of persist: true policies are written through; reverts and
+        # rollbacks (guard, rollback) undo what was written.
+        persistence=Persistence(getattr(args, "config_root", Path("/"))),
         guards=Guards(args.state_dir) if guarded else None,
     )
 

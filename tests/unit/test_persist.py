@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tuner.actuators.base import Target
-from tuner.actuators.persist import Persistence
+from tuner.actuators.persist import Persisted, Persistence
 from tuner.errors import InvalidValue
 
 PRIVATE = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
@@ -83,3 +83,67 @@ def test_refusals(root: Path) -> None:
     with pytest.raises(Exception, match="no wg-quick config"):
         p.persist(Target("mtu", "wg9"), "1340")
     assert (root / "etc/wireguard/wg0.conf").read_text() == CONF
+
+
+KEY = "x" * 42 + "A="
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"path": "etc/shadow", "key": "MTU", "section": "Interface", "previous": None},
+        {
+            "path": "etc/wireguard/../shadow.conf",
+            "key": "MTU",
+            "section": "Interface",
+            "previous": None,
+        },
+        {
+            "path": "etc/wireguard/wg0.conf",
+            "key": "PrivateKey",
+            "section": "Interface",
+            "previous": None,
+        },
+        {
+            "path": "etc/wireguard/wg0.conf",
+            "key": "MTU",
+            "section": "Interface",
+            "previous": "MTU = 1420\nPostUp = /bin/sh",
+        },
+        {
+            "path": "etc/sysctl.d/90-wg-tuner.conf",
+            "key": "kernel.modprobe",
+            "section": "sysctl",
+            "previous": None,
+        },
+        {"path": "etc/wireguard/wg0.conf", "key": "MTU", "section": "Interface"},
+        "etc/wireguard/wg0.conf",
+    ],
+)
+def test_a_persisted_record_is_checked_before_anything_is_written_from_it(data: object) -> None:
+    with pytest.raises(InvalidValue):
+        Persisted.from_record(data)
+
+
+def test_the_records_persist_writes_pass_the_check() -> None:
+    for data in (
+        {
+            "path": "etc/wireguard/wg0.conf",
+            "key": "MTU",
+            "section": "Interface",
+            "previous": "MTU = 1420",
+        },
+        {
+            "path": "etc/wireguard/wg0.conf",
+            "key": "PersistentKeepalive",
+            "section": f"Peer:{KEY}",
+            "previous": None,
+        },
+        {
+            "path": "etc/sysctl.d/90-wg-tuner.conf",
+            "key": "net.core.rmem_max",
+            "section": "sysctl",
+            "previous": "212992",
+        },
+    ):
+        assert Persisted.from_record(data) == Persisted(**data)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ holds the private key: its content is never logged, returned or put in an error.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,56 @@ class Persisted:
     key: str
     section: str
     previous: str | None
+
+    @classmethod
+    def from_record(cls, data: object) -> Persisted:
+        """A journal record's ``persisted`` field, checked before anything is written
+        from it: only the files, keys and sections ``persist`` itself writes, and a
+        previous line of one line. A record edited to name another file is refused."""
+        if not isinstance(data, dict) or set(data) != {"path", "key", "section", "previous"}:
+            raise InvalidValue("a persisted record must have path, key, section, previous")
+        path, key, section, previous = (data[k] for k in ("path", "key", "section", "previous"))
+        if not all(isinstance(v, str) for v in (path, key, section)):
+            raise InvalidValue("a persisted record's path, key and section are text")
+        if previous is not None and (
+            not isinstance(previous, str)
+            or "\n" in previous
+            or "\0" in previous
+            or len(previous) > 512
+        ):
+            raise InvalidValue("a persisted record's previous line is not one line of text")
+        if path == SYSCTL_FILE:
+            ok = section == "sysctl" and key in SYSCTL_ALLOWLIST
+        else:
+            match = _WG_PATH.fullmatch(path)
+            ok = (
+                match is not None
+                and _is_ifname(match.group(1))
+                and (
+                    (section == "Interface" and key == "MTU")
+                    or (
+                        _PEER_SECTION.fullmatch(section) is not None
+                        and key == "PersistentKeepalive"
+                    )
+                )
+            )
+        if not ok:
+            raise InvalidValue("a persisted record names a file or key wg-tuner never writes")
+        return cls(path, key, section, previous)
+
+
+_WG_PATH = re.compile(rf"{WG_DIR}/([^/]+)\.conf")
+
+
+def _is_ifname(name: str) -> bool:
+    try:
+        validate.ifname(name)
+    except InvalidValue:
+        return False
+    return True
+
+
+_PEER_SECTION = re.compile(r"Peer:[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 
 
 def _atomic_write(path: Path, text: str) -> None:

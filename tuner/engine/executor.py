@@ -223,10 +223,10 @@ class Executor:
             return
         for r in self.journal.read().records:
             data = r.extra.get("persisted") if r.change == change and r.state == VERIFIED else None
-            if isinstance(data, dict):
+            if data is not None:
                 try:
-                    self.persistence.unpersist(Persisted(**data))
-                except (TunerError, OSError, TypeError) as exc:
+                    self.persistence.unpersist(Persisted.from_record(data))
+                except (TunerError, OSError) as exc:
                     log.warning("change.unpersist_failed", change=change, error=str(exc))
 
     def unverified(self) -> list[ChangeState]:
