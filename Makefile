@@ -33,7 +33,8 @@ pytest: deps venv
 
 test: lint typecheck pytest
 
-# Timing-sensitive tests 10x and the suite 2x beside a CPU hog (STRESS_RUNS, STRESS_SUITE_RUNS).
+# Timing-sensitive tests 10x and the suite (VM modules included) 2x beside a busy-loop hog
+# (STRESS_RUNS, STRESS_SUITE_RUNS, STRESS_HOGS).
 test-stress: deps venv
 	@scripts/stress.sh
 

@@ -56,12 +56,16 @@ def check(name: str) -> Callable[[Callable[[], dict[str, Any]]], None]:
         if ONLY and name not in ONLY:
             return
         began = time.monotonic()
+        # Progress for the host (tuner.lab.vm waits while the guest's stderr grows).
+        print(f"check {name}: started", file=sys.stderr, flush=True)
         try:
             result = fn()
             REPORT[name] = {"ok": True, **result}
         except Exception as exc:
             REPORT[name] = {"ok": False, "error": repr(exc), "trace": traceback.format_exc()}
         REPORT[name]["seconds"] = round(time.monotonic() - began, 2)
+        ok = "passed" if REPORT[name]["ok"] else "FAILED"
+        print(f"check {name}: {ok} in {REPORT[name]['seconds']} s", file=sys.stderr, flush=True)
 
     return run
 

@@ -23,7 +23,9 @@ from tests.vm.test_vm_kernel import only_env, passed
 from tuner.lab.vm import Vm
 
 # One boot runs the playbook twice under emulation (each about 7 minutes).
-pytestmark = [pytest.mark.vm, pytest.mark.timeout(1900)]
+# The VM's own limits (tuner.lab.vm: a stall, a cap scaled by the load) decide; this is
+# only the backstop.
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(7200)]
 
 WHEEL_CACHE = Path("/var/cache/wg-tuner/wheels")
 

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Sequence
@@ -131,6 +132,26 @@ def python_bundle(cache: Path, extra: Sequence[tuple[Path, str]] = ()) -> Path:
     return bundle
 
 
+def load_factor(cpus: int, sample: float = 1.0) -> float:
+    """How much slower than on an idle machine a VM of ``cpus`` vCPUs will run here now:
+    the cores it needs over the cores idle during ``sample`` seconds (/proc/stat), at
+    least 1 and at most 4. A software-emulated vCPU keeps a host core busy."""
+
+    def idle_and_total() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)
+
+    try:
+        idle0, total0 = idle_and_total()
+        time.sleep(sample)
+        idle1, total1 = idle_and_total()
+    except (OSError, ValueError, IndexError):
+        return 1.0
+    cores = os.cpu_count() or 1
+    idle_cores = cores * (idle1 - idle0) / max(1, total1 - total0)
+    return min(4.0, max(1.0, min(cpus, cores) / max(idle_cores, 0.25)))
+
+
 @dataclass(frozen=True, slots=True)
 class VmResult:
     rc: int
@@ -174,6 +195,12 @@ class Vm:
     """A multi-queue virtio-blk disk (0: none) on a sparse file of this run: blk-mq gives
     its request queues kernel-managed IRQs, which refuse affinity writes."""
     timeout: float = 900.0
+    """The run's cap on an idle machine; scaled by ``load_factor`` (a busy machine
+    emulates slower). A run that stops making progress is ended sooner: ``stall``."""
+    stall: float = 240.0
+    """Seconds without any sign of progress (console output, the guest's stdout or
+    stderr growing) before the run is taken as hung and killed; scaled like
+    ``timeout``. A slow run that keeps progressing is waited for."""
     systemd: bool = False
     """Boot systemd as PID 1 and run the command as its unit (instead of virtme's init)."""
     expose: Sequence[Path] = ()
@@ -319,6 +346,45 @@ class Vm:
         runner.chmod(0o755)
         return runner
 
+    def _wait(
+        self,
+        proc: subprocess.Popen[str],
+        shared: Path,
+        output: list[str],
+        factor: float,
+        began: float,
+    ) -> None:
+        """Wait for the VM while it makes progress, within the scaled cap; kill it with
+        its console in the error when it stalls or runs past the cap."""
+        cap, stall = self.timeout * factor, self.stall * factor
+        watched = [shared / name for name in ("serial.log", "stdout", "stderr")]
+        last_mark: tuple[int, ...] = ()
+        last_progress = began
+        while True:
+            try:
+                proc.wait(timeout=2.0)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            mark = (len(output), *(p.stat().st_size if p.exists() else -1 for p in watched))
+            if mark != last_mark:
+                last_mark, last_progress = mark, now
+            why = None
+            if now - last_progress > stall:
+                why = f"made no progress for {stall:.0f} s (load factor {factor:.1f})"
+            elif now - began > cap:
+                why = f"did not finish in {cap:.0f} s (load factor {factor:.1f})"
+            if why is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                serial = shared / "serial.log"
+                console = serial.read_text(errors="replace") if serial.exists() else ""
+                console += "".join(output)
+                guest = shared / "stderr"
+                tail = guest.read_text(errors="replace")[-2000:] if guest.exists() else ""
+                raise LabError(f"the VM {why}; guest stderr: {tail}; console: {console[-3000:]}")
+
     def run(self, argv: Sequence[str], env: dict[str, str] | None = None) -> VmResult:
         if self.host_sender and not self.queues:
             raise LabError("a host sender needs the VM's NIC (queues > 0)")
@@ -342,6 +408,7 @@ class Vm:
             if netns:
                 cmd = ["ip", "netns", "exec", netns, *cmd]
             sender = self._sender(netns if self.host_sender else None)
+            factor = load_factor(self.cpus)
             began = time.monotonic()
             path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
             proc = subprocess.Popen(
@@ -354,18 +421,21 @@ class Vm:
                 env={**os.environ, "PATH": path},
                 start_new_session=True,  # QEMU and virtme's helpers: one group to stop
             )
+            output: list[str] = []
+            reader = threading.Thread(
+                target=lambda: output.extend(proc.stdout or ()), name="vm-console", daemon=True
+            )
+            reader.start()
             try:
-                out, _ = proc.communicate(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                out, _ = proc.communicate()
-                raise LabError(
-                    f"the VM did not finish in {self.timeout:.0f} s: {out[-3000:]}"
-                ) from None
+                self._wait(proc, shared, output, factor, began)
             finally:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
+                reader.join(timeout=10)
+                if proc.stdout is not None:
+                    proc.stdout.close()
+            out = "".join(output)
             seconds = time.monotonic() - began
             serial = shared / "serial.log"
             console = (serial.read_text(errors="replace") if serial.exists() else out)[-40000:]
