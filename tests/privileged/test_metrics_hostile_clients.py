@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.run import add_peers
 from tests.conftest import WG_TUNER, unique
 from tests.reliability import FigureFn
 from tuner.adapters.uapi import UapiClient
@@ -86,18 +87,8 @@ for _ in range(5):
 
 
 def _add_peers(client: UapiClient, ifname: str) -> None:
-    batch: list[tuple[str, str]] = [("private_key", secrets.token_bytes(32).hex())]
-    for i in range(PEERS):
-        batch += [
-            ("public_key", secrets.token_bytes(32).hex()),
-            ("endpoint", f"198.18.{i // 250 % 250}.{i % 250 + 1}:51820"),
-            ("allowed_ip", f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}/32"),
-        ]
-        if len(batch) >= 3000:
-            client.set(ifname, batch)
-            batch = []
-    if batch:
-        client.set(ifname, batch)
+    client.set(ifname, [("private_key", secrets.token_bytes(32).hex())])
+    add_peers(client, ifname, 0, PEERS)
 
 
 def _rss_mb(pid: int) -> float:

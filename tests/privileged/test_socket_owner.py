@@ -83,6 +83,20 @@ def _wireguard_go_pids(ifname: str) -> list[int]:
     return pids
 
 
+def _probe(netns: str, ifname: str) -> dict[str, int]:
+    """What wg-tuner, inside the namespace, finds behind ``ifname``'s config socket."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", PROBE, ifname],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        timeout=60,
+    ).stdout
+    found: dict[str, int] = json.loads(out)
+    return found
+
+
 @pytest.fixture
 def daemonized(netns: str) -> Iterator[tuple[str, str]]:
     """wireguard-go started as wg-quick starts it: no -f, the starter exits."""
@@ -110,15 +124,7 @@ def test_the_daemonized_wireguard_go_is_found_by_its_socket_and_resizable(
     daemonized: tuple[str, str],
 ) -> None:
     netns, ifname = daemonized
-    out = subprocess.run(
-        ["ip", "netns", "exec", netns, sys.executable, "-c", PROBE, ifname],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-        timeout=60,
-    ).stdout
-    seen = json.loads(out)
+    seen = _probe(netns, ifname)
     (real,) = _wireguard_go_pids(ifname)
     assert seen["owner"] == real
     assert seen["peercred"] != real and not Path(f"/proc/{seen['peercred']}").exists()
@@ -129,16 +135,7 @@ def test_a_process_that_only_has_the_pid_is_refused_and_its_socket_left_alone(
     daemonized: tuple[str, str],
 ) -> None:
     netns, ifname = daemonized
-    seen = json.loads(
-        subprocess.run(
-            ["ip", "netns", "exec", netns, sys.executable, "-c", PROBE, ifname],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=REPO,
-            timeout=60,
-        ).stdout
-    )
+    seen = _probe(netns, ifname)
     # The attacker: nobody, in a user and network namespace of its own, bound to the
     # listen port there: what a recycled pid looked like to the SO_PEERCRED lookup.
     attacker = subprocess.Popen(
