@@ -28,7 +28,7 @@ from tuner.engine.executor import BatchResult, Executor
 from tuner.engine.planning import Planner, decision_context
 from tuner.errors import PolicyError, TunerError
 from tuner.exporters.controller_metrics import ControllerState
-from tuner.journal.journal import Cause, Journal
+from tuner.journal.journal import Cause, ChangeState, Journal, Record
 from tuner.model.policy import Policy
 from tuner.model.snapshot import Snapshot
 
@@ -224,15 +224,24 @@ class Daemon:
         standing on the hope of a later observation."""
         now = self.clock()
         overdue = [(s, r) for s, r in self.executor.pending() if (r.deadline or now) < now]
-        for state, _ in sorted(overdue, key=lambda p: p[1].seq, reverse=True):
-            why = "reverted: its deadline passed while the host could not be observed"
+        why = "reverted: its deadline passed while the host could not be observed"
+        reverted = self._revert_newest_first(overdue, Cause.DEADLINE, why)
+        self.state.rollbacks += reverted
+
+    def _revert_newest_first(
+        self, entries: Sequence[tuple[ChangeState, Record]], code: Cause, why: str
+    ) -> int:
+        """Revert ``entries`` newest first, counted by outcome; how many were reverted."""
+        reverted = 0
+        for state, _ in sorted(entries, key=lambda p: p[1].seq, reverse=True):
             try:
-                out = self.executor.revert_state(state, Cause.DEADLINE, why)
+                out = self.executor.revert_state(state, code, why)
             except (TunerError, OSError) as exc:
                 log.error("change.revert_failed", change=state.change, error=str(exc))
                 continue
             self.state.changes[(out.kind, out.status)] += 1
-            self.state.rollbacks += 1
+            reverted += out.status == "reverted"
+        return reverted
 
     def _remember(self, snapshot: Snapshot) -> None:
         """Keep the whole history, but per-peer detail only as long as a peer or interface
@@ -277,7 +286,5 @@ class Daemon:
             prev = self._history[-1] if self._history else None
             self._count(self.executor.advance(policies, self.planner.observer.observe(), prev))
             time.sleep(min(1.0, self.executor.settings.interval))
-        for state, _ in sorted(self.executor.pending(), key=lambda p: p[1].seq, reverse=True):
-            why = "reverted at shutdown: not verified in time"
-            out = self.executor.revert_state(state, Cause.SHUTDOWN, why)
-            self.state.changes[(out.kind, out.status)] += 1
+        why = "reverted at shutdown: not verified in time"
+        self._revert_newest_first(self.executor.pending(), Cause.SHUTDOWN, why)
