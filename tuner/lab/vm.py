@@ -346,6 +346,38 @@ class Vm:
         runner.chmod(0o755)
         return runner
 
+    def _execute(
+        self, cmd: Sequence[str], base: Path, shared: Path, began: float
+    ) -> tuple[str, int]:
+        """Run QEMU (through virtme) to its end: its console output and exit status."""
+        factor = load_factor(self.cpus)
+        path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        proc = subprocess.Popen(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=str(base),
+            env={**os.environ, "PATH": path},
+            start_new_session=True,  # QEMU and virtme's helpers: one group to stop
+        )
+        output: list[str] = []
+        reader = threading.Thread(
+            target=lambda: output.extend(proc.stdout or ()), name="vm-console", daemon=True
+        )
+        reader.start()
+        try:
+            self._wait(proc, shared, output, factor, began)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            reader.join(timeout=10)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        return "".join(output), proc.returncode
+
     def _wait(
         self,
         proc: subprocess.Popen[str],
@@ -408,42 +440,14 @@ class Vm:
             if netns:
                 cmd = ["ip", "netns", "exec", netns, *cmd]
             sender = self._sender(netns if self.host_sender else None)
-            factor = load_factor(self.cpus)
             began = time.monotonic()
-            path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                cwd=str(base),
-                env={**os.environ, "PATH": path},
-                start_new_session=True,  # QEMU and virtme's helpers: one group to stop
-            )
-            output: list[str] = []
-            reader = threading.Thread(
-                target=lambda: output.extend(proc.stdout or ()), name="vm-console", daemon=True
-            )
-            reader.start()
-            try:
-                self._wait(proc, shared, output, factor, began)
-            finally:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                reader.join(timeout=10)
-                if proc.stdout is not None:
-                    proc.stdout.close()
-            out = "".join(output)
+            out, returncode = self._execute(cmd, base, shared, began)
             seconds = time.monotonic() - began
             serial = shared / "serial.log"
             console = (serial.read_text(errors="replace") if serial.exists() else out)[-40000:]
             rc_file = shared / "rc"
             if not rc_file.exists():
-                raise LabError(
-                    f"the VM ran nothing (vng exited {proc.returncode}): {console[-3000:]}"
-                )
+                raise LabError(f"the VM ran nothing (vng exited {returncode}): {console[-3000:]}")
             return VmResult(
                 int(rc_file.read_text() or "-1"),
                 (shared / "stdout").read_text(errors="replace"),
