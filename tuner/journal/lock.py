@@ -22,8 +22,10 @@ from tuner.journal.journal import ensure_state_dir
 LOCK_FILE = "lock"
 
 
-STUCK_MIN = 15.0
-"""A holder is never called stuck sooner than this after its last beat."""
+STUCK_MIN = 30.0
+"""A holder is never called stuck sooner than this after its last beat: longer than the
+15 s pause after which a resumed wg-tuner undoes an unwatched window itself, so a short
+stop is the holder's to handle and only a long one the guard's."""
 
 
 class StateLock:
