@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -229,6 +230,13 @@ def test_the_guards_sandbox_is_the_daemon_units() -> None:
     assert missing == []
     production = sandbox(Path("/var/lib/wg-tuner"), [Path("/usr/bin/python3")])
     assert "PrivateTmp=yes" in production and "ProtectHome=yes" in production
+    # A venv in /tmp whose python links elsewhere: the unit execs the path in /tmp.
+    venv = Path(tempfile.mkdtemp(prefix="wgt-venv-"))
+    try:
+        (venv / "python").symlink_to("/usr/bin/python3")
+        assert "PrivateTmp=yes" not in sandbox(Path("/var/lib/wg-tuner"), [venv / "python"])
+    finally:
+        shutil.rmtree(venv)
 
 
 def test_a_stuck_lock_holder_does_not_pin_the_change() -> None:

@@ -99,7 +99,9 @@ def sandbox(state_dir: Path, runs_from: Sequence[Path] | None = None) -> list[st
     if runs_from is None:
         runs_from = [Path(sys.executable)]
         runs_from += [Path(p) for p in os.environ.get("PYTHONPATH", "").split(":") if p]
-    used = [state_dir.resolve(), *(p.resolve() for p in runs_from)]
+    # The path as the unit will exec it and where it leads: a venv under /tmp whose
+    # python links to /root/.pyenv needs both /tmp and /root.
+    used = [state_dir.resolve(), *(q for p in runs_from for q in (p.absolute(), p.resolve()))]
     out = [*SANDBOX, f"ReadWritePaths=-{state_dir.resolve()}"]
     for prop, roots in _PRIVATE.items():
         if not any(str(p).startswith(root + "/") for p in used for root in roots):
