@@ -566,8 +566,12 @@ def main() -> int:
                 return [int(x) for x in re.findall(r"\brb(\d+)", out)]
 
             try:
+                # The device appears before the config socket: under load, a `wg set`
+                # between the two failed (wireguard-go listens a moment later).
+                ready = lambda: Path("/var/run/wireguard/wgtsk0.sock").exists()  # noqa: E731
                 try:
                     wait_for("wgtsk0", lambda: Path("/sys/class/net/wgtsk0").exists(), 60)
+                    wait_for("wgtsk0's config socket", ready, 60)
                 except AssertionError:
                     raise AssertionError(wggo_log.read_text()[-2000:]) from None
                 subprocess.run(["wg", "set", "wgtsk0", "listen-port", str(SOCKET_PORT)],
